@@ -1,0 +1,1 @@
+"""SafeSchool Link: a chatbot network linking schools, area police and parents."""

@@ -1,0 +1,144 @@
+"""The application factory: one object that owns the database, channels, worker and server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+from sqlalchemy.dialects import postgresql, sqlite
+
+from bot.channels.base import Channel
+from bot.clock import Clock
+from bot.dispatch import Dispatcher
+from bot.messages import Inbound
+from bot.settings import Settings
+from bot.worker import DeliveryWorker
+from handlers import build_router
+from schedules import build_scheduler
+from storage import db
+from storage.invitations import TELEGRAM_USERNAME_KEY
+from storage.models import KeyValue
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class ConfigError(Exception):
+    """The settings cannot work; the message says what to change."""
+
+
+def check_settings(settings: Settings) -> None:
+    """Refuse settings that cannot run, with one sentence an operator can act on."""
+    if settings.telegram_token is None:
+        raise ConfigError("SAFESCHOOL_TELEGRAM_TOKEN is not set: create a bot with @BotFather "
+                          "and put its token in the environment or in .env")
+    if settings.telegram_webhook_url and settings.telegram_webhook_secret is None:
+        raise ConfigError("SAFESCHOOL_TELEGRAM_WEBHOOK_URL is set but "
+                          "SAFESCHOOL_TELEGRAM_WEBHOOK_SECRET is not: webhooks need a secret")
+
+
+class App:
+    """SafeSchool Link, assembled from settings; nothing starts until start()."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or Clock()
+        self.engine = db.create_engine(settings.database_url)
+        self.sessions = db.sessionmaker(self.engine)
+        self.channels: dict[str, Channel] = {}
+        self.worker = DeliveryWorker(
+            self.sessions, self.channels, self.clock,
+            concurrency=settings.outbox_concurrency, max_attempts=settings.outbox_max_attempts,
+            lease_seconds=settings.outbox_lease_seconds)
+        self.dispatcher = Dispatcher(self.sessions, build_router(), settings, self.clock,
+                                     on_commit=self.worker.wake)
+        if settings.telegram_token is not None:
+            from bot.channels.telegram import TelegramChannel
+
+            self.channels["telegram"] = TelegramChannel(settings, self.handle_inbound)
+        self.scheduler = build_scheduler(self.sessions, self.clock, settings.timezone)
+        self._runner: web.AppRunner | None = None
+        self.http_port: int | None = None
+
+    async def handle_inbound(self, inbound: Inbound) -> None:
+        """Feed one normalised message into the core."""
+        await self.dispatcher.handle(inbound)
+
+    def http_app(self) -> web.Application:
+        """Build the aiohttp app: health check and the channels' webhooks."""
+        app = web.Application(client_max_size=1024**2)
+        app.router.add_get("/healthz", self._healthz)
+        for channel in self.channels.values():
+            routes = getattr(channel, "routes", None)
+            if routes is not None:
+                app.add_routes(routes())
+        return app
+
+    async def _healthz(self, _request: web.Request) -> web.Response:
+        try:
+            await db.check_connection(self.engine)
+        except db.DatabaseUnavailable:
+            return web.json_response({"status": "error", "database": "unavailable"}, status=503)
+        return web.json_response({"status": "ok", "database": "ok",
+                                  "channels": sorted(self.channels)})
+
+    async def start(self) -> None:
+        """Migrate, then start the server, the channels, the worker and the scheduler."""
+        await db.check_connection(self.engine)
+        applied = await db.upgrade(self.engine)
+        if applied:
+            _LOGGER.info("Database migrated (%d revision(s))", len(applied))
+        self._runner = web.AppRunner(self.http_app(), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.http_host, self.settings.http_port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.http_port = sockets[0].getsockname()[1] if sockets else self.settings.http_port
+        for channel in self.channels.values():
+            await channel.start()  # type: ignore[attr-defined]
+        await self._remember_username()
+        await self.worker.start()
+        self.scheduler.start()
+        _LOGGER.info("SafeSchool Link is running (HTTP on %s:%s)", self.settings.http_host,
+                     self.http_port)
+
+    async def _remember_username(self) -> None:
+        telegram = self.channels.get("telegram")
+        username = getattr(telegram, "username", None)
+        if not username:
+            return
+        async with self.sessions() as session, session.begin():
+            dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+            stmt = dialect.insert(KeyValue).values(key=TELEGRAM_USERNAME_KEY, value=username)
+            await session.execute(stmt.on_conflict_do_update(
+                index_elements=["key"], set_={"value": username}))
+
+    async def stop(self) -> None:
+        """Stop taking new work, drain what is in flight, then close everything."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        for channel in self.channels.values():
+            try:
+                await channel.stop()  # type: ignore[attr-defined]
+            except Exception:
+                _LOGGER.exception("Error while stopping a channel")
+        await self.worker.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.engine.dispose()
+
+    async def run_forever(self) -> None:
+        """Run until SIGINT or SIGTERM, then shut down gracefully."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            _LOGGER.info("Shutting down")
+            await self.stop()

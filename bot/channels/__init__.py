@@ -1,0 +1,1 @@
+"""Messenger adapters: thin translators between a messenger and the core."""

@@ -1,0 +1,81 @@
+"""The channel-agnostic shapes every handler sees and produces."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file a person sent: a photo, voice note, video or document."""
+
+    kind: str
+    ref: str
+    mime_type: str | None = None
+    size: int | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One thing a person did in a messenger, with the messenger stripped away."""
+
+    channel: str
+    external_id: str
+    event_id: str
+    text: str | None = None
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    choice: str | None = None
+    display_name: str | None = None
+    language_hint: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    location: tuple[float, float] | None = None
+    unsupported: str | None = None
+
+
+@dataclass(frozen=True)
+class Choice:
+    """An option offered to a person: a button on Telegram, a numbered line on Zalo."""
+
+    key: str
+    label: str
+
+
+@dataclass
+class Outbound:
+    """A message to one person, already in their language."""
+
+    text: str
+    choices: list[Choice] = field(default_factory=list)
+
+    def to_payload(self) -> dict[str, Any]:
+        """Serialise for the outbox row."""
+        return {"text": self.text, "choices": [[c.key, c.label] for c in self.choices]}
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> Outbound:
+        """Rebuild from an outbox row."""
+        return cls(payload["text"], [Choice(k, label) for k, label in payload.get("choices", [])])
+
+
+def split_text(text: str, limit: int) -> list[str]:
+    """Split text into chunks of at most limit characters, at paragraph, line or word ends."""
+    chunks: list[str] = []
+    rest = text
+    while len(rest) > limit:
+        window = rest[:limit]
+        cut = -1
+        for sep in ("\n\n", "\n", ". ", " "):
+            pos = window.rfind(sep)
+            if pos > limit // 3:
+                cut = pos + len(sep)
+                break
+        if cut <= 0:
+            cut = limit
+        chunks.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    if rest or not chunks:
+        chunks.append(rest)
+    return chunks

@@ -1,0 +1,87 @@
+"""Settings read from SAFESCHOOL_* environment variables or a .env file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DB_PATH = Path("safeschool.db")
+LANGUAGES = ("vi", "en")
+
+
+class Settings(BaseSettings):
+    """Everything an operator can configure."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SAFESCHOOL_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    database_url: str = Field(default=f"sqlite+aiosqlite:///{DEFAULT_DB_PATH}")
+    telegram_token: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org/bot"
+    telegram_file_url: str | None = None
+    telegram_bot_username: str | None = None
+    telegram_webhook_url: str | None = None
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_poll_timeout: float = 30.0
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    timezone: str = "Asia/Ho_Chi_Minh"
+    default_language: str = "vi"
+    # Delivery worker.
+    outbox_concurrency: int = 8
+    telegram_rate_per_second: float = 30.0
+    telegram_chat_burst: int = 3
+    telegram_group_per_minute: float = 20.0
+    outbox_max_attempts: int = 12
+    outbox_lease_seconds: float = 120.0
+    # Registration.
+    code_failures_allowed: int = 5
+    code_lockout_minutes: int = 15
+    invite_default_expiry_days: int = 7
+
+    @field_validator("default_language")
+    @classmethod
+    def _known_language(cls, value: str) -> str:
+        if value not in LANGUAGES:
+            raise ValueError(f"must be one of {', '.join(LANGUAGES)}")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {value!r}") from exc
+        return value
+
+    @field_validator("telegram_token", "telegram_webhook_secret", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """Return the configured timezone."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def telegram_webhook_path(self) -> str:
+        """Return the path the Telegram webhook is served on."""
+        if not self.telegram_webhook_url:
+            return "/telegram/webhook"
+        return urlsplit(self.telegram_webhook_url).path or "/telegram/webhook"
+
+
+def safe_url(url: str) -> str:
+    """Return a database URL with any password masked, fit for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return url

@@ -1,0 +1,253 @@
+"""The delivery worker: claims due outbox rows and sends them, honouring every limit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from bot.channels.base import (
+    Channel,
+    FatalChannelError,
+    PermanentError,
+    RateLimited,
+    TransientError,
+    Unreachable,
+)
+from bot.clock import Clock
+from bot.messages import Outbound
+from storage.models import Account, Outbox, OutboxStatus
+
+_LOGGER = logging.getLogger(__name__)
+FATAL_PAUSE = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What the worker needs of a claimed row, detached from any session."""
+
+    id: int
+    channel: str
+    chat_id: str
+    account_id: int
+    payload: dict[str, Any]
+    attempts: int
+
+
+def backoff(attempts: int) -> float:
+    """Seconds to wait after the n-th failed attempt: 2, 4, 8 … capped at 30 min, jittered."""
+    base = min(2.0 ** attempts, 1800.0)
+    return base * random.uniform(0.8, 1.2)
+
+
+class DeliveryWorker:
+    """Sends outbox rows through their channels; survives crashes via leases."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker,
+        channels: dict[str, Channel],
+        clock: Clock,
+        *,
+        concurrency: int = 8,
+        max_attempts: int = 12,
+        lease_seconds: float = 120.0,
+        poll_seconds: float = 2.0,
+    ) -> None:
+        self.sessions = sessions
+        self.channels = channels
+        self.clock = clock
+        self.concurrency = max(1, concurrency)
+        self.max_attempts = max_attempts
+        self.lease = timedelta(seconds=lease_seconds)
+        self.poll_seconds = poll_seconds
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._loop_task: asyncio.Task[None] | None = None
+        self._tasks: dict[asyncio.Task[None], Claimed] = {}
+        self._paused: dict[str, datetime] = {}
+
+    def wake(self) -> None:
+        """Look for due rows now (called after every commit that queued a message)."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        """Start the claim loop."""
+        self._stopping = False
+        self._loop_task = asyncio.create_task(self._run(), name="delivery-worker")
+
+    async def stop(self, drain_seconds: float = 10.0) -> None:
+        """Stop claiming, let in-flight sends finish, and return unfinished rows to the queue."""
+        self._stopping = True
+        self._wake.set()
+        if self._loop_task is not None:
+            await self._loop_task
+            self._loop_task = None
+        if self._tasks:
+            _done, pending = await asyncio.wait(list(self._tasks), timeout=drain_seconds)
+            unfinished = [self._tasks[t] for t in pending]
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            if unfinished:
+                await self._release(unfinished)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            free = self.concurrency - len(self._tasks)
+            claimed: list[Claimed] = []
+            if free > 0:
+                try:
+                    claimed = await self._claim(free)
+                except Exception:
+                    _LOGGER.exception("Could not claim outbox rows; retrying")
+            for row in claimed:
+                task = asyncio.create_task(self._deliver(row))
+                self._tasks[task] = row
+                task.add_done_callback(self._finished)
+            if claimed and len(claimed) == free:
+                continue  # there may be more waiting
+            try:
+                timeout = await self._wait_seconds()
+            except Exception:
+                timeout = self.poll_seconds
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            _LOGGER.error("Delivery task crashed", exc_info=task.exception())
+        self._wake.set()
+
+    def _active_paused(self, now: datetime) -> list[str]:
+        return [name for name, until in self._paused.items() if until > now]
+
+    async def _claim(self, limit: int) -> list[Claimed]:
+        now = self.clock.now()
+        busy_chats = {(c.channel, c.chat_id) for c in self._tasks.values()}
+        busy_ids = {c.id for c in self._tasks.values()}
+        channels = [c for c in self.channels if c not in self._active_paused(now)]
+        if not channels:
+            return []
+        async with self.sessions() as session, session.begin():
+            stmt = (
+                select(Outbox)
+                .where(
+                    Outbox.channel.in_(channels),
+                    or_(
+                        and_(Outbox.status == OutboxStatus.PENDING, Outbox.next_attempt_at <= now),
+                        and_(Outbox.status == OutboxStatus.SENDING, Outbox.lease_until < now),
+                    ),
+                )
+                .order_by(Outbox.priority, Outbox.id)
+                .limit(limit * 4 + len(busy_ids))
+                .with_for_update(skip_locked=True)
+            )
+            rows = (await session.execute(stmt)).scalars().all()
+            picked: list[Outbox] = []
+            for row in rows:
+                key = (row.channel, row.chat_id)
+                if row.id in busy_ids or key in busy_chats:
+                    continue  # one message at a time per chat keeps them in order
+                busy_chats.add(key)
+                picked.append(row)
+                if len(picked) >= limit:
+                    break
+            claimed = []
+            for row in picked:
+                row.status = OutboxStatus.SENDING
+                row.lease_until = now + self.lease
+                row.attempts += 1
+                claimed.append(Claimed(row.id, row.channel, row.chat_id, row.account_id,
+                                       dict(row.payload), row.attempts))
+        return claimed
+
+    async def _wait_seconds(self) -> float:
+        now = self.clock.now()
+        async with self.sessions() as session:
+            due = (await session.execute(
+                select(func.min(Outbox.next_attempt_at))
+                .where(Outbox.status == OutboxStatus.PENDING)
+            )).scalar_one_or_none()
+        if due is None:
+            return self.poll_seconds
+        if due.tzinfo is None:  # func.min bypasses the column type on some dialects
+            due = due.replace(tzinfo=now.tzinfo)
+        seconds = (due - now).total_seconds()
+        return self.poll_seconds if seconds <= 0 else min(seconds, self.poll_seconds)
+
+    async def _deliver(self, row: Claimed) -> None:
+        channel = self.channels[row.channel]
+        try:
+            await channel.throttle(row.chat_id)
+            message_id = await channel.send(row.chat_id, Outbound.from_payload(row.payload))
+        except RateLimited as exc:
+            self._paused[row.channel] = self.clock.now() + timedelta(seconds=exc.retry_after)
+            await self._retry(row, exc.retry_after, str(exc), counts=False)
+        except TransientError as exc:
+            await self._retry(row, backoff(row.attempts), str(exc))
+        except Unreachable as exc:
+            await self._dead(row, str(exc), unreachable=True)
+        except PermanentError as exc:
+            await self._dead(row, str(exc))
+        except FatalChannelError as exc:
+            _LOGGER.critical("Channel %s cannot send: %s", row.channel, exc)
+            self._paused[row.channel] = self.clock.now() + FATAL_PAUSE
+            await self._retry(row, FATAL_PAUSE.total_seconds(), str(exc), counts=False)
+        except Exception as exc:
+            _LOGGER.exception("Unexpected error sending outbox row %s", row.id)
+            await self._retry(row, backoff(row.attempts), f"{type(exc).__name__}: {exc}")
+        else:
+            await self._mark_sent(row, message_id)
+
+    def _mine(self, row: Claimed) -> Any:
+        """Guard an update: the row is still ours (nobody re-claimed it after our lease)."""
+        return and_(Outbox.id == row.id, Outbox.status == OutboxStatus.SENDING,
+                    Outbox.attempts == row.attempts)
+
+    async def _mark_sent(self, row: Claimed, message_id: str) -> None:
+        now = self.clock.now()
+        async with self.sessions() as session, session.begin():
+            await session.execute(update(Outbox).where(self._mine(row)).values(
+                status=OutboxStatus.SENT, provider_message_id=message_id, sent_at=now,
+                lease_until=None, last_error=None))
+
+    async def _retry(self, row: Claimed, delay: float, error: str, counts: bool = True) -> None:
+        now = self.clock.now()
+        if counts and row.attempts >= self.max_attempts:
+            await self._dead(row, f"gave up after {row.attempts} attempts: {error}")
+            return
+        _LOGGER.warning("Outbox row %s will be retried in %.0fs: %s", row.id, delay, error)
+        values: dict[str, Any] = {
+            "status": OutboxStatus.PENDING, "lease_until": None, "last_error": error[:2000],
+            "next_attempt_at": now + timedelta(seconds=delay),
+        }
+        if not counts:
+            values["attempts"] = row.attempts - 1
+        async with self.sessions() as session, session.begin():
+            await session.execute(update(Outbox).where(self._mine(row)).values(**values))
+
+    async def _dead(self, row: Claimed, error: str, unreachable: bool = False) -> None:
+        now = self.clock.now()
+        _LOGGER.warning("Outbox row %s is dead: %s", row.id, error)
+        async with self.sessions() as session, session.begin():
+            await session.execute(update(Outbox).where(self._mine(row)).values(
+                status=OutboxStatus.DEAD, lease_until=None, last_error=error[:2000]))
+            if unreachable:
+                await session.execute(update(Account).where(Account.id == row.account_id)
+                                      .values(blocked_at=now))
+
+    async def _release(self, rows: list[Claimed]) -> None:
+        async with self.sessions() as session, session.begin():
+            for row in rows:
+                await session.execute(update(Outbox).where(self._mine(row)).values(
+                    status=OutboxStatus.PENDING, lease_until=None, attempts=row.attempts - 1))

@@ -1,0 +1,13 @@
+"""Channel-agnostic conversation handlers, composed into one router here."""
+
+from bot.dispatch import Router
+
+
+def build_router() -> Router:
+    """Compose every feature module's handlers into one router."""
+    from handlers import common, registration
+
+    router = Router()
+    for module in (common, registration):
+        module.register(router)
+    return router

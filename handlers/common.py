@@ -1,0 +1,144 @@
+"""Commands everyone has: /start, /help, /me, /language, /menu, /cancel."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from bot.dispatch import Context, Router
+from bot.messages import Choice
+from bot.settings import LANGUAGES
+from handlers import registration
+from storage.models import Account, Duty, Role, RoleAssignment
+
+
+def main_menu(ctx: Context) -> list[Choice]:
+    """Return the main menu for this person's roles."""
+    t = ctx.t
+    items = [Choice("menu:help", t("menu.help")), Choice("menu:me", t("menu.me")),
+             Choice("menu:language", t("menu.language"))]
+    return items
+
+
+def describe_role(ctx: Context, assignment: RoleAssignment) -> str:
+    """Describe one role assignment in the reader's language, e.g. 'officer (primary) — X'."""
+    t = ctx.t
+    scope = assignment.school or assignment.area
+    scope_name = scope.name if scope else "—"
+    label = t(f"role.{assignment.role}")
+    if assignment.role == Role.OFFICER and assignment.duty in set(Duty):
+        label = t("role.officer_with_duty", duty=t(f"duty.{assignment.duty}"))
+    return t("me.role_line", role=label, scope=scope_name)
+
+
+async def start(ctx: Context) -> None:
+    """Greet; a deep-link payload (/start CODE) is an invitation or school code."""
+    if ctx.inbound.args:
+        await registration.redeem(ctx, ctx.inbound.args[0])
+        return
+    if ctx.person and ctx.roles:
+        ctx.clear()
+        ctx.reply("welcome.registered", choices=main_menu(ctx))
+    else:
+        ctx.reply("welcome.stranger")
+
+
+async def help_(ctx: Context) -> None:
+    """Show what the bot does and the hotlines, to anyone."""
+    ctx.reply_text(ctx.t("help.body") + "\n\n" + ctx.t("help.hotlines"))
+
+
+async def me(ctx: Context) -> None:
+    """Tell a person who the bot thinks they are."""
+    t = ctx.t
+    if not ctx.person or not ctx.roles:
+        ctx.reply("me.stranger")
+        return
+    lines = [t("me.header", name=ctx.person.name or t("me.no_name"))]
+    lines += [describe_role(ctx, r) for r in ctx.roles]
+    lines.append(t("me.language", language=t(f"language.{ctx.language}")))
+    result = await ctx.session.execute(
+        select(Account.channel).where(Account.person_id == ctx.person.id).distinct())
+    channels = sorted(result.scalars())
+    lines.append(t("me.channels", channels=", ".join(t(f"channel.{c}") for c in channels)))
+    ctx.reply_text("\n".join(lines), choices=main_menu(ctx))
+
+
+async def language(ctx: Context) -> None:
+    """Offer the languages."""
+    ctx.reply("language.prompt",
+              choices=[Choice(f"lang:{code}", ctx.t(f"language.{code}")) for code in LANGUAGES])
+
+
+async def choose_language(ctx: Context) -> None:
+    """Switch the person's (or the stranger's account's) language."""
+    code = (ctx.choice or "").split(":", 1)[1]
+    if code not in LANGUAGES:
+        ctx.reply("error.stale_choice")
+        return
+    if ctx.person:
+        ctx.person.language = code
+    ctx.account.language = code
+    ctx.reply("language.set", choices=main_menu(ctx) if ctx.roles else None)
+
+
+async def menu(ctx: Context) -> None:
+    """Show the main menu (strangers get told how to join)."""
+    if not ctx.roles:
+        ctx.reply("welcome.stranger")
+        return
+    ctx.reply("menu.prompt", choices=main_menu(ctx))
+
+
+async def menu_choice(ctx: Context) -> None:
+    """Run the main-menu item that was chosen."""
+    item = (ctx.choice or "").split(":", 1)[1]
+    action = {"help": help_, "me": me, "language": language}.get(item)
+    if action is None:
+        ctx.reply("error.stale_choice")
+        return
+    await action(ctx)
+
+
+async def cancel(ctx: Context) -> None:
+    """Leave whatever flow the person is in."""
+    if ctx.conversation.flow:
+        ctx.clear()
+        ctx.reply("cancel.done", choices=main_menu(ctx) if ctx.roles else None)
+    else:
+        ctx.reply("cancel.nothing")
+
+
+async def unknown_command(ctx: Context) -> None:
+    """Answer a command the bot does not know."""
+    ctx.reply("error.unknown_command")
+
+
+async def plain_text(ctx: Context) -> None:
+    """Outside any flow: strangers may be typing a code; members get the menu."""
+    text = (ctx.inbound.text or "").strip()
+    if not ctx.roles or registration.looks_like_code(text):
+        if registration.looks_like_code(text):
+            await registration.redeem(ctx, text)
+        elif ctx.inbound.unsupported or not text:
+            ctx.reply("error.unsupported")
+        else:
+            ctx.reply("welcome.stranger")
+        return
+    if ctx.inbound.unsupported or not text:
+        ctx.reply("error.unsupported", choices=main_menu(ctx))
+        return
+    ctx.reply("menu.prompt", choices=main_menu(ctx))
+
+
+def register(router: Router) -> None:
+    """Wire this module's handlers."""
+    router.command("start")(start)
+    router.command("help")(help_)
+    router.command("me")(me)
+    router.command("language", "lang")(language)
+    router.command("menu")(menu)
+    router.command("cancel")(cancel)
+    router.command("__unknown__")(unknown_command)
+    router.choice("lang")(choose_language)
+    router.choice("menu")(menu_choice)
+    router.default(plain_text)

@@ -1,0 +1,33 @@
+"""Clock-driven work on APScheduler; what must happen lives in our tables, not in jobs."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from bot.clock import Clock
+from storage.models import InboundSeen
+
+_LOGGER = logging.getLogger(__name__)
+SEEN_RETENTION = timedelta(days=14)
+
+
+async def purge_seen_events(sessions: async_sessionmaker, clock: Clock) -> int:
+    """Forget processed-event ids older than any messenger would redeliver."""
+    async with sessions() as session, session.begin():
+        result = await session.execute(
+            delete(InboundSeen).where(InboundSeen.at < clock.now() - SEEN_RETENTION))
+    return result.rowcount or 0
+
+
+def build_scheduler(sessions: async_sessionmaker, clock: Clock, timezone: str) -> AsyncIOScheduler:
+    """Create the scheduler with the housekeeping jobs; the caller starts it."""
+    scheduler = AsyncIOScheduler(timezone=timezone)
+    scheduler.add_job(purge_seen_events, "interval", hours=6, args=[sessions, clock],
+                      id="purge-seen-events", coalesce=True, max_instances=1,
+                      misfire_grace_time=3600)
+    return scheduler
