@@ -1,0 +1,1 @@
+"""Test helpers: loopback fakes and directory builders."""

@@ -1,0 +1,246 @@
+"""A loopback fake of the Telegram Bot API: records calls, serves updates, misbehaves on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+BOT_ID = 7000001
+BOT_USERNAME = "safeschool_test_bot"
+
+
+@dataclass
+class Call:
+    """One request the fake received."""
+
+    method: str
+    params: dict[str, Any]
+
+
+@dataclass
+class Fault:
+    """A scripted misbehaviour for the next `times` calls of a method."""
+
+    status: int
+    times: int
+    retry_after: int | None = None
+    description: str = "scripted failure"
+    hang: bool = False
+
+
+@dataclass
+class FakeTelegram:
+    """The fake server; `api_url` is what SAFESCHOOL_TELEGRAM_API_URL should be."""
+
+    token: str = "123456:TEST-TOKEN"
+    calls: list[Call] = field(default_factory=list)
+    _updates: list[dict[str, Any]] = field(default_factory=list)
+    _next_update_id: int = 1000
+    _next_message_id: int = 1
+    _faults: dict[str, list[Fault]] = field(default_factory=dict)
+    _changed: asyncio.Condition | None = None
+    _runner: web.AppRunner | None = None
+    _closing: asyncio.Event | None = None
+    port: int = 0
+
+    @property
+    def api_url(self) -> str:
+        """Return the base URL python-telegram-bot should use."""
+        return f"http://127.0.0.1:{self.port}/bot"
+
+    async def start(self) -> None:
+        """Listen on an ephemeral loopback port."""
+        self._changed = asyncio.Condition()
+        self._closing = asyncio.Event()
+        app = web.Application()
+        app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def close(self) -> None:
+        """Release hanging requests and stop listening."""
+        assert self._closing is not None
+        self._closing.set()
+        await self._notify()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # ---- scripting -----------------------------------------------------------------------
+
+    def fail(self, method: str, status: int, *, times: int = 1, retry_after: int | None = None,
+             description: str = "scripted failure") -> None:
+        """Answer the next `times` calls of method with an error."""
+        self._faults.setdefault(method, []).append(
+            Fault(status, times, retry_after, description))
+
+    def hang(self, method: str, *, times: int = 1) -> None:
+        """Never answer the next `times` calls of method (until the fake closes)."""
+        self._faults.setdefault(method, []).append(Fault(0, times, hang=True))
+
+    def queue_update(self, update: dict[str, Any]) -> dict[str, Any]:
+        """Queue a raw update for getUpdates (update_id is assigned if missing)."""
+        if "update_id" not in update:
+            update["update_id"] = self._next_update_id
+            self._next_update_id += 1
+        self._updates.append(update)
+        asyncio.get_running_loop().create_task(self._notify())
+        return update
+
+    def user_message(self, user_id: int, text: str, first_name: str = "Test",
+                     last_name: str | None = None) -> dict[str, Any]:
+        """Queue a private text message; a leading /word gets a bot_command entity."""
+        message: dict[str, Any] = {
+            "message_id": self._new_message_id(), "date": int(time.time()),
+            "chat": {"id": user_id, "type": "private", "first_name": first_name},
+            "from": _user(user_id, first_name, last_name), "text": text,
+        }
+        if text.startswith("/"):
+            length = len(text.split()[0])
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
+        return self.queue_update({"message": message})
+
+    def press(self, user_id: int, data: str, first_name: str = "Test") -> dict[str, Any]:
+        """Queue a press on an inline button carrying callback data."""
+        return self.queue_update({"callback_query": {
+            "id": f"cq{self._next_update_id}", "from": _user(user_id, first_name, None),
+            "chat_instance": str(user_id), "data": data,
+            "message": {"message_id": 1, "date": int(time.time()),
+                        "chat": {"id": user_id, "type": "private"}, "text": "…"},
+        }})
+
+    # ---- inspection ----------------------------------------------------------------------
+
+    def sent(self, chat_id: int | None = None) -> list[dict[str, Any]]:
+        """Return sendMessage calls that succeeded, optionally to one chat."""
+        return [c.params for c in self.calls
+                if c.method == "sendMessage" and c.params.get("_ok")
+                and (chat_id is None or int(c.params["chat_id"]) == chat_id)]
+
+    def texts(self, chat_id: int) -> list[str]:
+        """Return the texts delivered to chat_id, in order."""
+        return [p["text"] for p in self.sent(chat_id)]
+
+    def buttons(self, params: dict[str, Any]) -> list[tuple[str, str]]:
+        """Return (label, callback_data) of the inline keyboard of one sent message."""
+        markup = params.get("reply_markup")
+        if not markup:
+            return []
+        markup = json.loads(markup) if isinstance(markup, str) else markup
+        return [(b["text"], b["callback_data"]) for row in markup["inline_keyboard"] for b in row]
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Wait until predicate holds, re-checking after every call; fail after timeout."""
+        assert self._changed is not None
+        async with asyncio.timeout(timeout):
+            async with self._changed:
+                await self._changed.wait_for(predicate)
+
+    async def wait_texts(self, chat_id: int, count: int, timeout: float = 10.0) -> list[str]:
+        """Wait until chat_id has received count messages; return all its texts."""
+        await self.wait_for(lambda: len(self.texts(chat_id)) >= count, timeout)
+        return self.texts(chat_id)
+
+    # ---- the API -------------------------------------------------------------------------
+
+    async def _notify(self) -> None:
+        assert self._changed is not None
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _new_message_id(self) -> int:
+        self._next_message_id += 1
+        return self._next_message_id
+
+    async def _params(self, request: web.Request) -> dict[str, Any]:
+        if request.content_type == "application/json":
+            return dict(await request.json())
+        if request.can_read_body:
+            return dict(await request.post())
+        return dict(request.query)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        params = await self._params(request)
+        call = Call(method, params)
+        self.calls.append(call)
+        try:
+            if request.match_info["token"] != self.token:
+                return _error(401, "Unauthorized")
+            faults = self._faults.get(method)
+            if faults:
+                fault = faults[0]
+                fault.times -= 1
+                if fault.times <= 0:
+                    faults.pop(0)
+                if fault.hang:
+                    assert self._closing is not None
+                    await self._closing.wait()
+                    return _error(500, "closing")
+                extra = {"parameters": {"retry_after": fault.retry_after}} \
+                    if fault.retry_after else {}
+                return _error(fault.status, fault.description, **extra)
+            handler = getattr(self, f"api_{method}", None)
+            if handler is None:
+                return _error(404, f"Not Found: method {method}")
+            result = await handler(params)
+            if method == "sendMessage":
+                params["_ok"] = True
+            return web.json_response({"ok": True, "result": result})
+        finally:
+            await self._notify()
+
+    async def api_getMe(self, _params: dict[str, Any]) -> dict[str, Any]:
+        return {"id": BOT_ID, "is_bot": True, "first_name": "SafeSchool",
+                "username": BOT_USERNAME, "can_join_groups": False,
+                "can_read_all_group_messages": False, "supports_inline_queries": False}
+
+    async def api_deleteWebhook(self, _params: dict[str, Any]) -> bool:
+        return True
+
+    async def api_setWebhook(self, _params: dict[str, Any]) -> bool:
+        return True
+
+    async def api_answerCallbackQuery(self, _params: dict[str, Any]) -> bool:
+        return True
+
+    async def api_sendMessage(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {"message_id": self._new_message_id(), "date": int(time.time()),
+                "chat": {"id": int(params["chat_id"]), "type": "private"},
+                "text": params.get("text", "")}
+
+    async def api_getUpdates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        offset = int(params.get("offset") or 0)
+        timeout = min(float(params.get("timeout") or 0), 5.0)
+        if offset:
+            self._updates = [u for u in self._updates if u["update_id"] >= offset]
+        assert self._changed is not None and self._closing is not None
+        if not self._updates and timeout > 0 and not self._closing.is_set():
+            try:
+                async with asyncio.timeout(timeout), self._changed:
+                    await self._changed.wait_for(
+                        lambda: bool(self._updates) or self._closing.is_set())  # type: ignore[union-attr]
+            except TimeoutError:
+                pass
+        return list(self._updates[:100])
+
+
+def _user(user_id: int, first_name: str, last_name: str | None) -> dict[str, Any]:
+    user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": first_name,
+                            "language_code": "vi"}
+    if last_name:
+        user["last_name"] = last_name
+    return user
+
+
+def _error(status: int, description: str, **extra: Any) -> web.Response:
+    body = {"ok": False, "error_code": status, "description": description, **extra}
+    return web.json_response(body, status=status)

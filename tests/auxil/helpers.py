@@ -1,0 +1,44 @@
+"""Small helpers shared by tests."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from bot.clock import Clock
+from storage.invitations import create_invitation
+from storage.models import Account, School
+
+
+async def invite(sessions: async_sessionmaker, clock: Clock, role: str, *,
+                 expires: timedelta = timedelta(days=7), **kwargs: Any) -> str:
+    """Create an invitation and return its code."""
+    async with sessions() as session, session.begin():
+        invitation = await create_invitation(session, role=role, now=clock.now(),
+                                             expires_in=expires, **kwargs)
+        return invitation.code
+
+
+async def parent_code(sessions: async_sessionmaker, school: str) -> str:
+    """Return a school's public parent code."""
+    async with sessions() as session:
+        return (await session.execute(
+            select(School.parent_code).where(School.code == school))).scalar_one()
+
+
+async def account(sessions: async_sessionmaker, chat_id: int) -> Account | None:
+    """Return the Telegram account of chat_id with its person and roles loaded."""
+    async with sessions() as session:
+        return (await session.execute(select(Account).where(
+            Account.channel == "telegram", Account.external_id == str(chat_id))
+        )).scalar_one_or_none()
+
+
+async def count(sessions: async_sessionmaker, model: Any, *where: Any) -> int:
+    """Count rows of model matching where."""
+    async with sessions() as session:
+        return (await session.execute(
+            select(func.count()).select_from(model).where(*where))).scalar_one()
