@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import warnings
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
@@ -223,7 +224,9 @@ class TelegramChannel:
             sent = await self.application.bot.send_message(
                 chat_id=int(chat_id), text=message.text, reply_markup=markup)
         except RetryAfter as exc:
-            delay = exc.retry_after
+            with warnings.catch_warnings():  # PTB 22 warns that the type will change
+                warnings.simplefilter("ignore")
+                delay = exc.retry_after
             seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
             raise RateLimited(seconds) from exc
         except Forbidden as exc:

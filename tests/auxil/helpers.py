@@ -42,3 +42,18 @@ async def count(sessions: async_sessionmaker, model: Any, *where: Any) -> int:
     async with sessions() as session:
         return (await session.execute(
             select(func.count()).select_from(model).where(*where))).scalar_one()
+
+
+POLL_INTERVAL = 0.01
+
+
+async def eventually(condition: Any, timeout: float = 10.0) -> None:
+    """Poll an async condition until it holds; fail with a clear message at the deadline."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"condition {condition.__name__} not met within {timeout}s")
+        await asyncio.sleep(POLL_INTERVAL)

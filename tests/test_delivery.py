@@ -1,0 +1,120 @@
+"""The outbox and its worker: retries, limits, blocked chats, no duplicates."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from bot.app import App
+from bot.clock import FakeClock
+from bot.messages import Inbound
+from storage.models import Account, Outbox, OutboxStatus
+from tests.auxil.fake_telegram import FakeTelegram
+from tests.auxil.helpers import account, eventually
+
+
+async def _rows(sessions) -> list[Outbox]:
+    async with sessions() as session:
+        return list((await session.execute(select(Outbox).order_by(Outbox.id))).scalars())
+
+
+def _attempts(fake: FakeTelegram, chat_id: int) -> int:
+    return sum(1 for c in fake.calls
+               if c.method == "sendMessage" and int(c.params["chat_id"]) == chat_id)
+
+
+async def test_reply_after_429_is_delivered_once_after_retry_after(
+        app: App, fake_telegram: FakeTelegram, sessions, clock: FakeClock) -> None:
+    fake_telegram.fail("sendMessage", 429, retry_after=30, description="Too Many Requests")
+    fake_telegram.user_message(701, "/help")
+    await fake_telegram.wait_for(lambda: _attempts(fake_telegram, 701) == 1)
+    [row] = await _rows(sessions)
+    assert row.status in (OutboxStatus.SENDING, OutboxStatus.PENDING)
+    # Telegram said 30 s: nothing goes out before that, whatever else happens.
+    clock.advance(10)
+    fake_telegram.user_message(702, "/help")  # another chat: the whole bot is paused
+    clock.advance(19)
+    assert fake_telegram.texts(701) == [] and fake_telegram.texts(702) == []
+    clock.advance(2)
+    await fake_telegram.wait_texts(701, 1)
+    await fake_telegram.wait_texts(702, 1)
+
+    async def all_sent() -> bool:
+        return [r.status for r in await _rows(sessions)] == ["sent", "sent"]
+
+    await eventually(all_sent)
+    assert len(fake_telegram.texts(701)) == 1
+    assert all(r.provider_message_id for r in await _rows(sessions))
+
+
+async def test_server_errors_are_retried_with_backoff_until_delivered(
+        app: App, fake_telegram: FakeTelegram, sessions, clock: FakeClock) -> None:
+    fake_telegram.fail("sendMessage", 500, times=2, description="Internal Server Error")
+    fake_telegram.user_message(703, "/help")
+
+    def waiting_after(attempts: int):  # noqa: ANN202
+        async def retry_recorded() -> bool:
+            rows = await _rows(sessions)
+            return [(r.status, r.attempts) for r in rows] == [(OutboxStatus.PENDING, attempts)]
+        return retry_recorded
+
+    await eventually(waiting_after(1))
+    clock.advance(3)  # first backoff is about 2 s
+    await eventually(waiting_after(2))
+    assert _attempts(fake_telegram, 703) == 2
+    clock.advance(6)  # second about 4 s
+    texts = await fake_telegram.wait_texts(703, 1)
+    assert len(texts) == 1 and _attempts(fake_telegram, 703) == 3
+
+    async def sent() -> bool:
+        return (await _rows(sessions))[0].status == OutboxStatus.SENT
+
+    await eventually(sent)
+    clock.advance(3600)
+    [row] = await _rows(sessions)
+    assert row.attempts == 3
+    assert len(fake_telegram.texts(703)) == 1  # never sent twice
+
+
+async def test_blocked_bot_marks_the_account_unreachable_and_stops_retrying(
+        app: App, fake_telegram: FakeTelegram, sessions, clock: FakeClock) -> None:
+    fake_telegram.fail("sendMessage", 403, description="Forbidden: bot was blocked by the user")
+    fake_telegram.user_message(704, "/help")
+    await fake_telegram.wait_for(lambda: _attempts(fake_telegram, 704) == 1)
+
+    async def dead() -> bool:
+        rows = await _rows(sessions)
+        return rows[0].status == OutboxStatus.DEAD
+
+    await eventually(dead)
+    acc = await account(sessions, 704)
+    assert acc.blocked_at is not None
+    clock.advance(3600)
+    assert _attempts(fake_telegram, 704) == 1
+
+
+async def test_a_redelivered_update_is_answered_once(
+        app: App, fake_telegram: FakeTelegram, sessions) -> None:
+    inbound = Inbound(channel="telegram", external_id="705", event_id="9999", command="help")
+    assert await app.dispatcher.handle(inbound) is True
+    assert await app.dispatcher.handle(inbound) is False
+    await fake_telegram.wait_texts(705, 1)
+    assert len(await _rows(sessions)) == 1
+
+
+async def test_long_text_is_split_below_telegram_limit(
+        app: App, fake_telegram: FakeTelegram, sessions, clock) -> None:
+    from bot.messages import Outbound
+    from bot.outbox import enqueue
+
+    async with sessions() as session, session.begin():
+        acc = Account(channel="telegram", external_id="706", created_at=clock.now())
+        session.add(acc)
+        await session.flush()
+        text = ("Một đoạn văn bản rất dài về an toàn trên mạng. " * 200).strip()
+        await enqueue(session, acc, Outbound(text), key="test:long", now=clock.now())
+        await enqueue(session, acc, Outbound(text), key="test:long", now=clock.now())
+    app.worker.wake()
+    texts = await fake_telegram.wait_texts(706, 3)
+    assert all(len(t) <= 4096 for t in texts)
+    assert " ".join(texts) == text
+    assert len(await _rows(sessions)) == 3  # the repeated key added nothing
