@@ -76,6 +76,8 @@ def split_text(text: str, limit: int) -> list[str]:
             cut = limit
         chunks.append(rest[:cut].rstrip())
         rest = rest[cut:].lstrip()
-    if rest or not chunks:
+    if not chunks:
         chunks.append(rest)
+    elif rest.strip():
+        chunks.append(rest.rstrip())
     return chunks

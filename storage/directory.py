@@ -255,13 +255,13 @@ async def _validate(session: AsyncSession, rows: list[Row]) -> tuple[_Plan, list
         if parent is not None and parent not in parent_of:
             problems.append(ImportProblem(row.where(), f"unknown parent area {parent!r}"))
             continue
-        seen = {code}
+        path = [code]
         while parent is not None:
-            if parent in seen:
-                problems.append(ImportProblem(row.where(), f"area {code!r} is part of a cycle "
-                                                           f"through {parent!r}"))
+            if parent in path:
+                cycle = " → ".join([*path[path.index(parent):], parent])
+                problems.append(ImportProblem(row.where(), f"parent cycle: {cycle}"))
                 break
-            seen.add(parent)
+            path.append(parent)
             parent = parent_of.get(parent)
 
     for row in by_kind["schools"]:

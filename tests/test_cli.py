@@ -1,0 +1,130 @@
+"""The `safeschool` command line, as an operator uses it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from openpyxl import load_workbook
+
+from bot.cli import main
+from tests.auxil.directory import write_directory
+
+
+@pytest.fixture
+def env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the CLI at the test database from an empty working directory."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("SAFESCHOOL_TELEGRAM_TOKEN", "SAFESCHOOL_TELEGRAM_BOT_USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SAFESCHOOL_DATABASE_URL", database_url)
+    return tmp_path
+
+
+def _import(folder: Path) -> None:
+    assert main(["directory", "import", *map(str, write_directory(folder))]) == 0
+
+
+def test_directory_import_and_show(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _import(env)
+    out = capsys.readouterr().out
+    assert "areas: 4 new, 0 updated" in out
+    assert main(["directory", "show"]) == 0
+    tree = capsys.readouterr().out.splitlines()
+    assert tree[0].startswith("TH  Tỉnh Thanh Hóa (tỉnh)")
+    assert any(line.startswith("    HX  Xã Hồi Xuân (xã) — schools 1, officers 2, liaisons 1")
+               for line in tree)
+
+
+def test_bad_import_exits_1_and_lists_every_problem(
+        env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = env / "officers.csv"
+    bad.write_text("name,phone,area_code,duty\nA,0912345678,NOPE,primary\nB,1,NOPE,x\n",
+                   encoding="utf-8")
+    assert main(["directory", "import", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "officers.csv:2: unknown area 'NOPE'" in err
+    assert "officers.csv:3: bad duty 'x'" in err
+    assert "Nothing was imported: 4 problem(s)" in err
+
+
+def test_invite_create_json_has_code_and_deep_link(
+        env: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    _import(env)
+    capsys.readouterr()
+    monkeypatch.setenv("SAFESCHOOL_TELEGRAM_BOT_USERNAME", "@safeschool_qh_bot")
+    assert main(["invite", "create", "--role", "officer", "--area", "HX",
+                 "--person", "0912 345 678", "--expires", "3d", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["link"] == f"https://t.me/safeschool_qh_bot?start={info['code']}"
+    assert info["role"] == "officer" and info["scope"] == "HX"
+    assert info["person"] == "+84912345678" and info["uses"] == 1
+    assert len(info["code"]) == 10
+
+
+def test_invite_create_refuses_a_scope_that_does_not_fit(
+        env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _import(env)
+    assert main(["invite", "create", "--role", "liaison", "--area", "HX"]) == 2
+    assert "needs --school" in capsys.readouterr().err
+    assert main(["invite", "create", "--role", "officer", "--area", "XX"]) == 2
+    assert "no area with code 'XX'" in capsys.readouterr().err
+    assert main(["invite", "create", "--role", "officer", "--area", "HX",
+                 "--expires", "soon"]) == 2
+    assert "cannot read the duration" in capsys.readouterr().err
+
+
+def test_invite_export_gives_everyone_unlinked_a_personal_code(
+        env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _import(env)
+    out = env / "codes.xlsx"
+    assert main(["invite", "export", "--out", str(out)]) == 0
+    rows = list(load_workbook(out).active.iter_rows(values_only=True))
+    assert rows[0][:3] == ("name", "phone", "role")
+    assert len(rows) == 1 + 5
+    codes = {r[6] for r in rows[1:]}
+    assert len(codes) == 5
+    # Exporting again reuses the still-valid codes instead of minting new ones.
+    assert main(["invite", "export", "--out", str(out)]) == 0
+    again = {r[6] for r in list(load_workbook(out).active.iter_rows(values_only=True))[1:]}
+    assert again == codes
+
+
+def test_school_codes_lists_parent_codes(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _import(env)
+    capsys.readouterr()
+    assert main(["school", "codes", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [s["school"] for s in listed] == ["TH-PL", "THCS-HX"]
+    assert all(len(s["parent_code"]) == 8 for s in listed)
+
+
+def _run(args: list[str], env_vars: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    import os
+
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SAFESCHOOL_")}
+    environ.update(env_vars)
+    return subprocess.run([sys.executable, "-m", "bot", *args], env=environ, cwd=cwd,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_run_without_token_says_so_in_one_sentence(tmp_path: Path) -> None:
+    result = _run(["run"], {"SAFESCHOOL_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}, tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("safeschool: SAFESCHOOL_TELEGRAM_TOKEN is not set")
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_database_exits_2_without_traceback(tmp_path: Path) -> None:
+    url = "postgresql://postgres:hunter2secret@127.0.0.1:9/nowhere"
+    result = _run(["run"], {"SAFESCHOOL_DATABASE_URL": url,
+                            "SAFESCHOOL_TELEGRAM_TOKEN": "123:abcdefgh"}, tmp_path)
+    assert result.returncode == 2
+    assert "cannot open the database postgresql://postgres:***@127.0.0.1:9/nowhere" \
+        in result.stderr
+    assert "hunter2secret" not in result.stderr and "Traceback" not in result.stderr
+    result = _run(["directory", "show"], {"SAFESCHOOL_DATABASE_URL": url}, tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -1,0 +1,69 @@
+"""Small pieces with sharp edges: catalogues, splitting, typed choices, log redaction."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+from bot.dispatch import match_choice
+from bot.i18n import Translator, catalogues
+from bot.logs import RedactSecrets
+from bot.messages import split_text
+from storage.invitations import ALPHABET, normalise_code, parse_duration, random_code
+
+
+def test_catalogues_have_the_same_keys_and_placeholders() -> None:
+    loaded = catalogues()  # raises CatalogueError on any mismatch
+    assert set(loaded["vi"]) == set(loaded["en"])
+    assert Translator("vi")("language.set") == "Đã chuyển sang tiếng Việt."
+    assert Translator("xx").language == "vi"  # unknown languages fall back to Vietnamese
+
+
+def test_every_message_key_used_in_code_exists() -> None:
+    root = Path(__file__).resolve().parents[1]
+    used = set()
+    for path in [*root.glob("handlers/*.py"), *root.glob("bot/*.py")]:
+        used |= set(re.findall(r'(?:reply|t)\(\s*"([a-z_]+\.[a-z_.]+)"', path.read_text()))
+    assert used, "the scan found no keys"
+    assert used <= set(catalogues()["vi"])
+
+
+def test_split_text_respects_limit_and_word_boundaries() -> None:
+    text = "Trẻ em cần được bảo vệ. " * 300
+    parts = split_text(text, 2000)
+    assert all(len(p) <= 2000 for p in parts)
+    assert " ".join(parts) == text.strip()
+    assert split_text("ngắn", 2000) == ["ngắn"]
+    assert split_text("x" * 4500, 2000) == ["x" * 2000, "x" * 2000, "x" * 500]
+
+
+def test_typed_number_or_label_selects_a_choice() -> None:
+    offered = [["lang:vi", "Tiếng Việt"], ["lang:en", "English"]]
+    assert match_choice("2", offered) == "lang:en"
+    assert match_choice(" 1. ", offered) == "lang:vi"
+    assert match_choice("tiếng việt", offered) == "lang:vi"
+    assert match_choice("3", offered) is None
+    assert match_choice("xin chào", offered) is None
+
+
+def test_codes_are_random_unambiguous_and_forgiving_to_type() -> None:
+    codes = {random_code() for _ in range(200)}
+    assert len(codes) == 200
+    assert all(set(c) <= set(ALPHABET) and len(c) == 10 for c in codes)
+    assert not set("01IOL") & set(ALPHABET)
+    assert normalise_code(" ab2c-d3ef gh ") == "AB2CD3EFGH"
+    assert parse_duration("7d").days == 7
+    with pytest.raises(ValueError):
+        parse_duration("0d")
+
+
+def test_log_records_never_carry_the_token(caplog: pytest.LogCaptureFixture) -> None:
+    token = "123456:AAH-very-secret-token"
+    logger = logging.getLogger("test.redact")
+    logger.addFilter(RedactSecrets([token]))
+    with caplog.at_level(logging.INFO, logger="test.redact"):
+        logger.info("POST https://api.telegram.org/bot%s/getMe", token)
+    assert token not in caplog.text and "bot***/getMe" in caplog.text
