@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     telegram_webhook_url: str | None = None
     telegram_webhook_secret: SecretStr | None = None
     telegram_poll_timeout: float = 30.0
+    telegram_request_timeout: float = 10.0
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     timezone: str = "Asia/Ho_Chi_Minh"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import select
 
 from bot.app import App
@@ -118,3 +119,43 @@ async def test_long_text_is_split_below_telegram_limit(
     assert all(len(t) <= 4096 for t in texts)
     assert " ".join(texts) == text
     assert len(await _rows(sessions)) == 3  # the repeated key added nothing
+
+
+async def test_a_send_that_hangs_times_out_and_is_delivered_once_later(
+        database_url, fake_telegram: FakeTelegram, sessions, clock: FakeClock) -> None:
+    from tests.conftest import make_settings
+
+    application = App(make_settings(database_url, fake_telegram, telegram_request_timeout=0.3),
+                      clock)
+    clock.on_advance(application.worker.wake)
+    await application.start()
+    try:
+        fake_telegram.hang("sendMessage")
+        fake_telegram.user_message(707, "/help")
+
+        async def retry_scheduled() -> bool:
+            rows = await _rows(sessions)
+            return [(r.status, r.attempts) for r in rows] == [(OutboxStatus.PENDING, 1)]
+
+        await eventually(retry_scheduled)
+        assert "timed out" in (await _rows(sessions))[0].last_error.lower()
+        clock.advance(5)
+        texts = await fake_telegram.wait_texts(707, 1)
+        assert len(texts) == 1 and _attempts(fake_telegram, 707) == 2
+    finally:
+        await application.stop()
+
+
+async def test_unreachable_telegram_at_start_is_one_clear_error(database_url, clock) -> None:
+    from bot.channels.base import FatalChannelError
+    from bot.settings import Settings
+
+    settings = Settings(_env_file=None, database_url=database_url, telegram_token="1:abcdefgh",
+                        telegram_api_url="http://127.0.0.1:9/bot", http_port=0,
+                        telegram_request_timeout=1)
+    application = App(settings, clock)
+    try:
+        with pytest.raises(FatalChannelError, match="cannot reach the Telegram Bot API"):
+            await application.start()
+    finally:
+        await application.stop()

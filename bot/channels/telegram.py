@@ -135,6 +135,9 @@ class TelegramChannel:
             .base_file_url(settings.telegram_file_url or _file_url(settings.telegram_api_url))
             .concurrent_updates(64)
             .connection_pool_size(max(8, settings.outbox_concurrency * 2))
+            .connect_timeout(settings.telegram_request_timeout)
+            .read_timeout(settings.telegram_request_timeout)
+            .write_timeout(settings.telegram_request_timeout)
         )
         if self.webhook:
             builder = builder.updater(None)
@@ -154,6 +157,9 @@ class TelegramChannel:
             await self.application.initialize()
         except InvalidToken as exc:
             raise FatalChannelError("Telegram rejected SAFESCHOOL_TELEGRAM_TOKEN") from exc
+        except NetworkError as exc:
+            raise FatalChannelError(f"cannot reach the Telegram Bot API at "
+                                    f"{self.settings.telegram_api_url} ({exc.message})") from exc
         await self.application.start()
         if self.webhook:
             secret = self.settings.telegram_webhook_secret
