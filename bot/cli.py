@@ -7,14 +7,15 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot.settings import Settings, safe_url
 from storage import db
@@ -37,9 +38,9 @@ def _settings() -> Settings:
         raise CliError(f"{field} is invalid: {first['msg']}") from exc
 
 
-async def _with_session(settings: Settings,
-                        work: Callable[[AsyncSession], Awaitable[int]]) -> int:
-    """Open the database (migrating it if needed) and run work in one transaction."""
+@asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """Open the database, or say in one sentence why it cannot be opened."""
     engine = db.create_engine(settings.database_url)
     try:
         try:
@@ -47,11 +48,18 @@ async def _with_session(settings: Settings,
         except db.DatabaseUnavailable as exc:
             raise CliError(f"cannot open the database {safe_url(settings.database_url)}: "
                            f"{exc}") from exc
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def _with_session(settings: Settings,
+                        work: Callable[[AsyncSession], Awaitable[int]]) -> int:
+    """Open the database (migrating it if needed) and run work in one transaction."""
+    async with _database(settings) as engine:
         await db.upgrade(engine)
         async with db.sessionmaker(engine)() as session, session.begin():
             return await work(session)
-    finally:
-        await engine.dispose()
 
 
 def _now() -> Any:
@@ -94,17 +102,8 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
 async def cmd_db_upgrade(_args: argparse.Namespace) -> int:
     """Apply pending migrations."""
-    settings = _settings()
-    engine = db.create_engine(settings.database_url)
-    try:
-        try:
-            await db.check_connection(engine)
-        except db.DatabaseUnavailable as exc:
-            raise CliError(f"cannot open the database {safe_url(settings.database_url)}: "
-                           f"{exc}") from exc
+    async with _database(_settings()) as engine:
         applied = await db.upgrade(engine)
-    finally:
-        await engine.dispose()
     print(f"Applied {len(applied)} migration(s)." if applied else "Database is up to date.")
     return 0
 

@@ -52,7 +52,7 @@ async def test_server_errors_are_retried_with_backoff_until_delivered(
     fake_telegram.fail("sendMessage", 500, times=2, description="Internal Server Error")
     fake_telegram.user_message(703, "/help")
 
-    def waiting_after(attempts: int):  # noqa: ANN202
+    def waiting_after(attempts: int):
         async def retry_recorded() -> bool:
             rows = await _rows(sessions)
             return [(r.status, r.attempts) for r in rows] == [(OutboxStatus.PENDING, attempts)]
