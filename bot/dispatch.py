@@ -303,5 +303,6 @@ class Dispatcher:
             _LOGGER.exception("Could not even record the failed %s event", inbound.channel)
 
 
-# Choices valid from any message, even if not the latest one offered (menus, language).
-GLOBAL_CHOICES = {"menu", "lang"}
+# Choices valid from any message, even an old one: menus, language, and case actions
+# (alerts arrive outside any conversation; their handler checks who may act).
+GLOBAL_CHOICES = {"menu", "lang", "case"}

@@ -43,21 +43,37 @@ class Choice:
     label: str
 
 
+@dataclass(frozen=True)
+class Media:
+    """A file to send: a messenger file id (usable on its own channel) or a public URL."""
+
+    kind: str
+    ref: str
+    channel: str
+
+
 @dataclass
 class Outbound:
-    """A message to one person, already in their language."""
+    """A message to one person, already in their language; with media, text is the caption."""
 
     text: str
     choices: list[Choice] = field(default_factory=list)
+    media: Media | None = None
 
     def to_payload(self) -> dict[str, Any]:
         """Serialise for the outbox row."""
-        return {"text": self.text, "choices": [[c.key, c.label] for c in self.choices]}
+        payload: dict[str, Any] = {"text": self.text,
+                                   "choices": [[c.key, c.label] for c in self.choices]}
+        if self.media is not None:
+            payload["media"] = [self.media.kind, self.media.ref, self.media.channel]
+        return payload
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> Outbound:
         """Rebuild from an outbox row."""
-        return cls(payload["text"], [Choice(k, label) for k, label in payload.get("choices", [])])
+        media = Media(*payload["media"]) if payload.get("media") else None
+        return cls(payload["text"], [Choice(k, label) for k, label in payload.get("choices", [])],
+                   media)
 
 
 def split_text(text: str, limit: int) -> list[str]:

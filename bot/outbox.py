@@ -12,6 +12,7 @@ from bot.messages import Outbound, split_text
 from storage.models import Account, Outbox, OutboxStatus, Priority
 
 TEXT_LIMITS = {"telegram": 4096, "zalo": 2000}
+CAPTION_LIMIT = 1024  # Telegram's caption limit; Zalo's is larger
 
 
 def _insert(session: AsyncSession):
@@ -33,11 +34,13 @@ async def enqueue(
     A text longer than the channel allows becomes several rows (``key#2`` …) so each part is
     retried and recorded on its own; the choices ride on the last part.
     """
-    parts = split_text(message.text, TEXT_LIMITS.get(account.channel, 2000))
+    limit = CAPTION_LIMIT if message.media else TEXT_LIMITS.get(account.channel, 2000)
+    parts = split_text(message.text, limit)
     rows = []
     for n, part in enumerate(parts, start=1):
         last = n == len(parts)
-        payload = Outbound(part, message.choices if last else []).to_payload()
+        payload = Outbound(part, message.choices if last else [],
+                           message.media if n == 1 else None).to_payload()
         rows.append({
             "idempotency_key": key if n == 1 else f"{key}#{n}",
             "account_id": account.id,

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     code_failures_allowed: int = 5
     code_lockout_minutes: int = 15
     invite_default_expiry_days: int = 7
+    # Reports.
+    report_limit_per_hour: int = 5
 
     @field_validator("default_language")
     @classmethod

@@ -14,8 +14,14 @@ from storage.models import Account, Duty, Role, RoleAssignment
 def main_menu(ctx: Context) -> list[Choice]:
     """Return the main menu for this person's roles."""
     t = ctx.t
-    items = [Choice("menu:help", t("menu.help")), Choice("menu:me", t("menu.me")),
-             Choice("menu:language", t("menu.language"))]
+    items = []
+    if ctx.has_role(Role.LIAISON, Role.PARENT):
+        items += [Choice("menu:report", t("menu.report")),
+                  Choice("menu:mycases", t("menu.mycases"))]
+    if ctx.has_role(Role.OFFICER):
+        items.append(Choice("menu:cases", t("menu.cases")))
+    items += [Choice("menu:help", t("menu.help")), Choice("menu:me", t("menu.me")),
+              Choice("menu:language", t("menu.language"))]
     return items
 
 
@@ -91,8 +97,11 @@ async def menu(ctx: Context) -> None:
 
 async def menu_choice(ctx: Context) -> None:
     """Run the main-menu item that was chosen."""
+    from handlers import cases, report
+
     item = (ctx.choice or "").split(":", 1)[1]
-    action = {"help": help_, "me": me, "language": language}.get(item)
+    action = {"help": help_, "me": me, "language": language, "report": report.start,
+              "mycases": cases.my_cases, "cases": cases.list_cases}.get(item)
     if action is None:
         ctx.reply("error.stale_choice")
         return

@@ -117,7 +117,7 @@ class School(Base):
     area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
     parent_code: Mapped[str] = mapped_column(String(32), unique=True)
 
-    area: Mapped[Area] = relationship(back_populates="schools")
+    area: Mapped[Area] = relationship(back_populates="schools", lazy="selectin")
 
 
 class Person(Base):
@@ -270,3 +270,93 @@ class KeyValue(Base):
 
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class IncidentStatus(enum.StrEnum):
+    """A case's place in its workflow."""
+
+    NEW = "new"
+    ACKNOWLEDGED = "acknowledged"
+    IN_PROGRESS = "in_progress"
+    CLOSED = "closed"
+
+
+CATEGORIES = (
+    "physical", "bullying", "cyberbullying", "sexual_abuse", "family_violence", "trafficking",
+    "drugs_gangs", "harmful_online", "child_labour", "at_risk", "other",
+)
+OUTCOMES = (
+    "handled_by_police", "referred_school", "referred_social", "referred_health",
+    "criminal_case", "administrative_sanction", "unfounded", "duplicate",
+)
+
+
+class Incident(Base):
+    """A report of violence or abuse, and the case the police work from it."""
+
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ref: Mapped[str] = mapped_column(String(32), unique=True)
+    school_id: Mapped[int] = mapped_column(ForeignKey("schools.id"), index=True)
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
+    reporter_person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)
+    reporter_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    reporter_role: Mapped[str] = mapped_column(String(16))
+    anonymous: Mapped[bool] = mapped_column(default=False)
+    urgent: Mapped[bool] = mapped_column(default=False)
+    category: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default=IncidentStatus.NEW, index=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    occurred: Mapped[str | None] = mapped_column(String(64))
+    place: Mapped[str | None] = mapped_column(String(500))
+    latitude: Mapped[float | None] = mapped_column()
+    longitude: Mapped[float | None] = mapped_column()
+    children: Mapped[str | None] = mapped_column(String(200))
+    assigned_person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    school: Mapped[School] = relationship(lazy="selectin")
+    area: Mapped[Area] = relationship(lazy="selectin")
+    assigned: Mapped[Person | None] = relationship(foreign_keys=[assigned_person_id],
+                                                   lazy="selectin")
+    attachments: Mapped[list[IncidentAttachment]] = relationship(
+        back_populates="incident", lazy="selectin", order_by="IncidentAttachment.id")
+
+
+class IncidentAttachment(Base):
+    """A photo, voice note, video or document that came with a report or a relayed answer."""
+
+    __tablename__ = "incident_attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    ref: Mapped[str] = mapped_column(String(500))
+    mime_type: Mapped[str | None] = mapped_column(String(100))
+    size: Mapped[int | None] = mapped_column(Integer)
+    name: Mapped[str | None] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(16))  # reporter | officer
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    incident: Mapped[Incident] = relationship(back_populates="attachments")
+
+
+class IncidentEvent(Base):
+    """One line of a case's timeline: who did what, when. Statistics are computed from it."""
+
+    __tablename__ = "incident_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor_person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    actor_role: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -31,7 +31,7 @@ def _import(folder: Path) -> None:
 def test_directory_import_and_show(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _import(env)
     out = capsys.readouterr().out
-    assert "areas: 4 new, 0 updated" in out
+    assert "areas: 5 new, 0 updated" in out
     assert main(["directory", "show"]) == 0
     tree = capsys.readouterr().out.splitlines()
     assert tree[0].startswith("TH  Tỉnh Thanh Hóa (tỉnh)")
@@ -84,9 +84,9 @@ def test_invite_export_gives_everyone_unlinked_a_personal_code(
     assert main(["invite", "export", "--out", str(out)]) == 0
     rows = list(load_workbook(out).active.iter_rows(values_only=True))
     assert rows[0][:3] == ("name", "phone", "role")
-    assert len(rows) == 1 + 5
+    assert len(rows) == 1 + 6
     codes = {r[6] for r in rows[1:]}
-    assert len(codes) == 5
+    assert len(codes) == 6
     # Exporting again reuses the still-valid codes instead of minting new ones.
     assert main(["invite", "export", "--out", str(out)]) == 0
     again = {r[6] for r in list(load_workbook(out).active.iter_rows(values_only=True))[1:]}

@@ -223,12 +223,36 @@ class TelegramChannel:
         """Respect ~30 messages/s per bot, ~1/s per chat and 20/min per group."""
         await self.limits.acquire(chat_id, group=chat_id.startswith("-"))
 
+    async def _send_media(self, chat_id: int, message: Outbound,
+                          markup: InlineKeyboardMarkup | None) -> Message:
+        """Send a file by Telegram file id or public URL; anything else as a text link."""
+        media = message.media
+        assert media is not None
+        bot = self.application.bot
+        if media.channel != NAME and not media.ref.startswith(("http://", "https://")):
+            raise PermanentError(f"cannot send a {media.channel} file id through Telegram")
+        caption = message.text or None
+        if media.kind == "photo":
+            return await bot.send_photo(chat_id, media.ref, caption=caption, reply_markup=markup)
+        if media.kind == "voice":
+            return await bot.send_voice(chat_id, media.ref, caption=caption, reply_markup=markup)
+        if media.kind == "audio":
+            return await bot.send_audio(chat_id, media.ref, caption=caption, reply_markup=markup)
+        if media.kind == "video":
+            return await bot.send_video(chat_id, media.ref, caption=caption, reply_markup=markup)
+        if media.kind == "video_note":
+            return await bot.send_video_note(chat_id, media.ref, reply_markup=markup)
+        return await bot.send_document(chat_id, media.ref, caption=caption, reply_markup=markup)
+
     async def send(self, chat_id: str, message: Outbound) -> str:
         """Send one message; translate Telegram's errors for the worker."""
         markup = render_markup(message)
         try:
-            sent = await self.application.bot.send_message(
-                chat_id=int(chat_id), text=message.text, reply_markup=markup)
+            if message.media is not None:
+                sent = await self._send_media(int(chat_id), message, markup)
+            else:
+                sent = await self.application.bot.send_message(
+                    chat_id=int(chat_id), text=message.text, reply_markup=markup)
         except RetryAfter as exc:
             with warnings.catch_warnings():  # PTB 22 warns that the type will change
                 warnings.simplefilter("ignore")

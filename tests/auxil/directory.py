@@ -9,6 +9,7 @@ TH,Tỉnh Thanh Hóa,,tỉnh
 QH,Huyện Quan Hóa,TH,huyện
 HX,Xã Hồi Xuân,QH,xã
 PL,Xã Phú Lệ,QH,xã
+BT,Huyện Bá Thước,TH,huyện
 """
 SCHOOLS = """code,name,area_code,level,address
 THCS-HX,Trường THCS Hồi Xuân,HX,THCS,Bản Khằm
@@ -18,6 +19,7 @@ OFFICERS = """name,phone,area_code,duty
 Lê Văn An,0912345678,HX,primary
 Trần Văn Bảo,0912000111,HX,backup
 Phạm Thị Bình,0987654321,QH,chief
+Hà Văn Cường,0913000222,BT,primary
 """
 LIAISONS = """name,phone,school_code
 Nguyễn Thị Hoa,0901234567,THCS-HX

@@ -95,18 +95,30 @@ class FakeTelegram:
         asyncio.get_running_loop().create_task(self._notify())
         return update
 
-    def user_message(self, user_id: int, text: str, first_name: str = "Test",
-                     last_name: str | None = None) -> dict[str, Any]:
-        """Queue a private text message; a leading /word gets a bot_command entity."""
+    def user_message(self, user_id: int, text: str | None, first_name: str = "Test",
+                     last_name: str | None = None, **extra: Any) -> dict[str, Any]:
+        """Queue a private message; a leading /word gets a bot_command entity.
+
+        extra adds raw fields: photo=[...], voice={...}, location={...}, sticker={...}.
+        """
         message: dict[str, Any] = {
             "message_id": self._new_message_id(), "date": int(time.time()),
             "chat": {"id": user_id, "type": "private", "first_name": first_name},
-            "from": _user(user_id, first_name, last_name), "text": text,
+            "from": _user(user_id, first_name, last_name), **extra,
         }
-        if text.startswith("/"):
+        if text is not None:
+            message["caption" if ("photo" in extra or "voice" in extra) else "text"] = text
+        if text and text.startswith("/"):
             length = len(text.split()[0])
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
         return self.queue_update({"message": message})
+
+    def edit(self, user_id: int, text: str) -> dict[str, Any]:
+        """Queue an edited_message update (someone changed a message they sent earlier)."""
+        return self.queue_update({"edited_message": {
+            "message_id": 1, "date": int(time.time()), "edit_date": int(time.time()),
+            "chat": {"id": user_id, "type": "private"}, "from": _user(user_id, "Test", None),
+            "text": text}})
 
     def press(self, user_id: int, data: str, first_name: str = "Test") -> dict[str, Any]:
         """Queue a press on an inline button carrying callback data."""
@@ -119,10 +131,10 @@ class FakeTelegram:
 
     # ---- inspection ----------------------------------------------------------------------
 
-    def sent(self, chat_id: int | None = None) -> list[dict[str, Any]]:
-        """Return sendMessage calls that succeeded, optionally to one chat."""
+    def sent(self, chat_id: int | None = None, method: str = "sendMessage") -> list[dict[str, Any]]:
+        """Return successful calls of a send method, optionally to one chat."""
         return [c.params for c in self.calls
-                if c.method == "sendMessage" and c.params.get("_ok")
+                if c.method == method and c.params.get("_ok")
                 and (chat_id is None or int(c.params["chat_id"]) == chat_id)]
 
     def texts(self, chat_id: int) -> list[str]:
@@ -192,7 +204,7 @@ class FakeTelegram:
             if handler is None:
                 return _error(404, f"Not Found: method {method}")
             result = await handler(params)
-            if method == "sendMessage":
+            if method.startswith("send"):
                 params["_ok"] = True
             return web.json_response({"ok": True, "result": result})
         finally:
@@ -216,6 +228,24 @@ class FakeTelegram:
         return {"message_id": self._new_message_id(), "date": int(time.time()),
                 "chat": {"id": int(params["chat_id"]), "type": "private"},
                 "text": params.get("text", "")}
+
+    async def _media(self, params: dict[str, Any], kind: str) -> dict[str, Any]:
+        message = await self.api_sendMessage(params)
+        message[kind] = {"file_id": params[kind], "file_unique_id": params[kind]}
+        return message
+
+    async def api_sendPhoto(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self._media(params, "photo") | {"photo": [
+            {"file_id": params["photo"], "file_unique_id": "u", "width": 1, "height": 1}]}
+
+    async def api_sendVoice(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self._media(params, "voice")
+
+    async def api_sendDocument(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self._media(params, "document")
+
+    async def api_sendVideo(self, params: dict[str, Any]) -> dict[str, Any]:
+        return await self._media(params, "video")
 
     async def api_getUpdates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         offset = int(params.get("offset") or 0)
