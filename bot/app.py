@@ -30,12 +30,19 @@ class ConfigError(Exception):
 
 def check_settings(settings: Settings) -> None:
     """Refuse settings that cannot run, with one sentence an operator can act on."""
-    if settings.telegram_token is None:
-        raise ConfigError("SAFESCHOOL_TELEGRAM_TOKEN is not set: create a bot with @BotFather "
-                          "and put its token in the environment or in .env")
-    if settings.telegram_webhook_url and settings.telegram_webhook_secret is None:
-        raise ConfigError("SAFESCHOOL_TELEGRAM_WEBHOOK_URL is set but "
-                          "SAFESCHOOL_TELEGRAM_WEBHOOK_SECRET is not: webhooks need a secret")
+    if settings.telegram_token is None and settings.zalo_token is None:
+        raise ConfigError("SAFESCHOOL_TELEGRAM_TOKEN is not set (nor SAFESCHOOL_ZALO_TOKEN): "
+                          "create a bot with @BotFather and put its token in the environment "
+                          "or in .env")
+    for name in ("telegram", "zalo"):
+        if getattr(settings, f"{name}_webhook_url") and \
+                getattr(settings, f"{name}_webhook_secret") is None:
+            raise ConfigError(f"SAFESCHOOL_{name.upper()}_WEBHOOK_URL is set but "
+                              f"SAFESCHOOL_{name.upper()}_WEBHOOK_SECRET is not: "
+                              "webhooks need a secret")
+    secret = settings.zalo_webhook_secret
+    if secret is not None and not 8 <= len(secret.get_secret_value()) <= 256:
+        raise ConfigError("SAFESCHOOL_ZALO_WEBHOOK_SECRET must be 8 to 256 characters long")
 
 
 class App:
@@ -57,6 +64,10 @@ class App:
             from bot.channels.telegram import TelegramChannel
 
             self.channels["telegram"] = TelegramChannel(settings, self.handle_inbound)
+        if settings.zalo_token is not None:
+            from bot.channels.zalo import ZaloChannel
+
+            self.channels["zalo"] = ZaloChannel(settings, self.handle_inbound)
         self.scheduler = build_scheduler(self.sessions, self.clock, settings.timezone)
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None

@@ -124,6 +124,7 @@ async def notify(session: AsyncSession, person_id: int, compose: Callable[[Trans
         return False
     language = person.language or account.language or default_language
     message = compose(Translator(language))
+    message.language = language
     await enqueue(session, account, message, key=key, now=now, priority=priority)
     if message.choices:
         await offer(session, account, message, now)

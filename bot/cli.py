@@ -77,8 +77,9 @@ async def cmd_run(args: argparse.Namespace) -> int:
     from bot.logs import setup_logging
 
     settings = _settings()
-    secrets = [s.get_secret_value() for s in (settings.telegram_token,
-                                              settings.telegram_webhook_secret) if s]
+    secrets = [s.get_secret_value() for s in (
+        settings.telegram_token, settings.telegram_webhook_secret, settings.zalo_token,
+        settings.zalo_webhook_secret) if s]
     setup_logging(args.log_level, secrets)
     try:
         check_settings(settings)

@@ -75,11 +75,12 @@ class Context:
 
     def reply(self, key: str, choices: list[Choice] | None = None, **values: Any) -> None:
         """Answer with a catalogue message and optional choices."""
-        self.replies.append(Outbound(self.t(key, **values), list(choices or [])))
+        self.replies.append(Outbound(self.t(key, **values), list(choices or []),
+                                     language=self.language))
 
     def reply_text(self, text: str, choices: list[Choice] | None = None) -> None:
         """Answer with text already composed from catalogue parts."""
-        self.replies.append(Outbound(text, list(choices or [])))
+        self.replies.append(Outbound(text, list(choices or []), language=self.language))
 
     def goto(self, flow: str | None, step: str | None = None, **data: Any) -> None:
         """Move the conversation to a flow step, replacing its data."""
@@ -244,6 +245,11 @@ class Dispatcher:
     async def _route(self, ctx: Context, offered: list[list[str]]) -> None:
         inbound = ctx.inbound
         router = self.router
+        if inbound.unsupported == "protected":
+            # The messenger withheld the content (a protected sender, often a child):
+            # whatever flow they are in, the answer is the same, and never silence.
+            ctx.reply("error.protected")
+            return
         if inbound.command is not None:
             handler = router.commands.get(inbound.command) or router.commands.get("__unknown__")
             if handler is not None:
@@ -278,6 +284,7 @@ class Dispatcher:
     async def _write_replies(self, ctx: Context, now: Any) -> None:
         offered: list[list[str]] = []
         for n, message in enumerate(ctx.replies):
+            message.language = message.language or ctx.language
             await enqueue(ctx.session, ctx.account, message,
                           key=f"reply:{ctx.inbound.channel}:{ctx.inbound.event_id}:{n}",
                           now=now, priority=Priority.REPLY)

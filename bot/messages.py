@@ -59,6 +59,7 @@ class Outbound:
     text: str
     choices: list[Choice] = field(default_factory=list)
     media: Media | None = None
+    language: str | None = None  # for what a channel adds itself (a numbered menu's hint)
 
     def to_payload(self) -> dict[str, Any]:
         """Serialise for the outbox row."""

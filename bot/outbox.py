@@ -8,11 +8,35 @@ from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.i18n import Translator
 from bot.messages import Outbound, split_text
 from storage.models import Account, Outbox, OutboxStatus, Priority
 
 TEXT_LIMITS = {"telegram": 4096, "zalo": 2000}
 CAPTION_LIMIT = 1024  # Telegram's caption limit; Zalo's is larger
+BUTTONLESS = {"zalo"}  # these channels get choices as a numbered text menu
+
+
+def render_menu(message: Outbound) -> str:
+    """Render choices as a numbered list with a hint, for messengers without buttons."""
+    t = Translator(message.language or "vi")
+    lines = [f"{n}. {c.label}" for n, c in enumerate(message.choices, start=1)]
+    numbers = [str(n) for n in range(1, len(message.choices) + 1)]
+    spoken = numbers[0] if len(numbers) == 1 else \
+        f"{', '.join(numbers[:-1])} {t('choices.or')} {numbers[-1]}"
+    return "\n".join(lines) + "\n" + t("choices.hint", numbers=spoken)
+
+
+def adapt(message: Outbound, channel: str) -> Outbound:
+    """Fit a message to a channel: menus as text where there are no buttons, and files the
+    channel cannot fetch replaced by a note."""
+    text, media = message.text, message.media
+    if media is not None and media.channel != channel and not media.ref.startswith("http"):
+        t = Translator(message.language or "vi")
+        text, media = f"{text}\n{t('relay.media_unavailable', kind=t(f'media.{media.kind}'))}", None
+    if channel in BUTTONLESS and message.choices:
+        text = f"{text}\n\n{render_menu(message)}"
+    return Outbound(text, message.choices, media, message.language)
 
 
 def _insert(session: AsyncSession):
@@ -34,6 +58,7 @@ async def enqueue(
     A text longer than the channel allows becomes several rows (``key#2`` …) so each part is
     retried and recorded on its own; the choices ride on the last part.
     """
+    message = adapt(message, account.channel)
     limit = CAPTION_LIMIT if message.media else TEXT_LIMITS.get(account.channel, 2000)
     parts = split_text(message.text, limit)
     rows = []

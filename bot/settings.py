@@ -29,6 +29,15 @@ class Settings(BaseSettings):
     telegram_webhook_secret: SecretStr | None = None
     telegram_poll_timeout: float = 30.0
     telegram_request_timeout: float = 10.0
+    zalo_token: SecretStr | None = None
+    zalo_api_url: str = "https://bot-api.zaloplatforms.com/bot"
+    zalo_webhook_url: str | None = None
+    zalo_webhook_secret: SecretStr | None = None
+    zalo_poll_timeout: float = 30.0
+    zalo_request_timeout: float = 15.0
+    zalo_rate_per_second: float = 10.0
+    zalo_chat_burst: int = 3
+    zalo_rate_limited_pause: float = 30.0
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     timezone: str = "Asia/Ho_Chi_Minh"
@@ -63,7 +72,8 @@ class Settings(BaseSettings):
             raise ValueError(f"unknown timezone {value!r}") from exc
         return value
 
-    @field_validator("telegram_token", "telegram_webhook_secret", mode="before")
+    @field_validator("telegram_token", "telegram_webhook_secret", "zalo_token",
+                     "zalo_webhook_secret", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -76,9 +86,16 @@ class Settings(BaseSettings):
     @property
     def telegram_webhook_path(self) -> str:
         """Return the path the Telegram webhook is served on."""
-        if not self.telegram_webhook_url:
-            return "/telegram/webhook"
-        return urlsplit(self.telegram_webhook_url).path or "/telegram/webhook"
+        return _path(self.telegram_webhook_url, "/telegram/webhook")
+
+    @property
+    def zalo_webhook_path(self) -> str:
+        """Return the path the Zalo webhook is served on."""
+        return _path(self.zalo_webhook_url, "/zalo/webhook")
+
+
+def _path(url: str | None, default: str) -> str:
+    return (urlsplit(url).path if url else "") or default
 
 
 def safe_url(url: str) -> str:

@@ -19,6 +19,7 @@ from storage.directory import import_rows, read_files
 from storage.models import Base
 from tests.auxil.directory import write_directory
 from tests.auxil.fake_telegram import FakeTelegram
+from tests.auxil.fake_zalo import FakeZalo
 
 # CI sets this to run the whole suite on PostgreSQL as well.
 PG_URL = os.environ.get("SAFESCHOOL_TEST_DATABASE_URL")
@@ -105,12 +106,22 @@ async def fake_telegram() -> AsyncIterator[FakeTelegram]:
 
 
 @pytest.fixture
-def settings(database_url: str, fake_telegram: FakeTelegram) -> Settings:
+async def fake_zalo() -> AsyncIterator[FakeZalo]:
+    """A running loopback fake of the Zalo Bot API."""
+    fake = FakeZalo()
+    await fake.start()
+    yield fake
+    await fake.close()
+
+
+@pytest.fixture
+def settings(database_url: str, fake_telegram: FakeTelegram, fake_zalo: FakeZalo) -> Settings:
     """Settings that point the app at the fakes and the test database."""
-    return make_settings(database_url, fake_telegram)
+    return make_settings(database_url, fake_telegram, zalo=fake_zalo)
 
 
-def make_settings(database_url: str, fake: FakeTelegram, **overrides: object) -> Settings:
+def make_settings(database_url: str, fake: FakeTelegram, zalo: FakeZalo | None = None,
+                  **overrides: object) -> Settings:
     """Build test settings (never reading the developer's .env)."""
     values: dict[str, object] = {
         "database_url": database_url,
@@ -122,6 +133,9 @@ def make_settings(database_url: str, fake: FakeTelegram, **overrides: object) ->
         "telegram_chat_burst": 50,
         "outbox_concurrency": 4,
     }
+    if zalo is not None:
+        values.update(zalo_token=zalo.token, zalo_api_url=zalo.api_url, zalo_poll_timeout=1.0,
+                      zalo_chat_burst=50, zalo_rate_per_second=100)
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 

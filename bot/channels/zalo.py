@@ -1,0 +1,264 @@
+"""Zalo Bot API adapter: long polling or webhook in, sendMessage/sendPhoto out (aiohttp)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from bot.channels.base import (
+    FatalChannelError,
+    PermanentError,
+    RateLimited,
+    RateLimits,
+    TransientError,
+    Unreachable,
+)
+from bot.messages import Attachment, Inbound, Outbound
+from bot.settings import Settings
+
+_LOGGER = logging.getLogger(__name__)
+NAME = "zalo"
+SECRET_HEADER = "X-Bot-Api-Secret-Token"
+MAX_BACKOFF = 30.0
+
+InboundHandler = Callable[[Inbound], Awaitable[object]]
+
+
+class ZaloApiError(Exception):
+    """A Zalo Bot API call failed; error_code follows HTTP codes (400, 401, 408, 429 …)."""
+
+    def __init__(self, code: int, description: str) -> None:
+        super().__init__(f"{code}: {description}")
+        self.code = code
+        self.description = description
+
+
+def _json(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v not in (None, "")), None)
+
+
+def to_inbound(payload: dict[str, Any]) -> Inbound | None:
+    """Normalise one Zalo event (wrapped in {ok, result} or not); None for what is ignored."""
+    event = payload.get("result", payload) if isinstance(payload.get("result"), dict) else payload
+    message = event.get("message") or {}
+    name = event.get("event_name") or ""
+    sender = message.get("from") or {}
+    chat = message.get("chat") or {}
+    chat_id = _first(chat.get("id"), sender.get("id"))
+    message_id = message.get("message_id")
+    if not chat_id or not message_id:
+        return None
+    if chat.get("chat_type", "PRIVATE").upper() != "PRIVATE" or sender.get("is_bot"):
+        return None
+    common = {"channel": NAME, "external_id": str(chat_id), "event_id": str(message_id),
+              "display_name": sender.get("display_name")}
+    text = message.get("text") or message.get("caption")
+    if name == "message.text.received" and text:
+        stripped = text.strip()
+        if stripped.startswith("/") and len(stripped) > 1:
+            word, *args = stripped.split()
+            return Inbound(**common, command=word[1:].split("@", 1)[0].lower(),
+                           args=tuple(args))
+        return Inbound(**common, text=text)
+    if name == "message.image.received":
+        url = _first(message.get("photo"), message.get("photo_url"), message.get("url"))
+        if url:
+            return Inbound(**common, text=text, attachments=(
+                Attachment("photo", str(url), "image/jpeg"),))
+    if name == "message.voice.received":
+        url = _first(message.get("voice"), message.get("voice_url"), message.get("url"))
+        if url:
+            return Inbound(**common, attachments=(Attachment("voice", str(url), "audio/aac"),))
+    if name == "message.sticker.received":
+        return Inbound(**common, unsupported="sticker")
+    if name == "message.unsupported.received":
+        return Inbound(**common, unsupported="protected")
+    return Inbound(**common, unsupported="other")
+
+
+class ZaloChannel:
+    """One Zalo bot: receives by long polling or webhook, sends through the Bot API."""
+
+    name = NAME
+
+    def __init__(self, settings: Settings, on_inbound: InboundHandler) -> None:
+        assert settings.zalo_token is not None
+        self.settings = settings
+        self.on_inbound = on_inbound
+        self.webhook = bool(settings.zalo_webhook_url)
+        self._base = f"{settings.zalo_api_url.rstrip('/')}{settings.zalo_token.get_secret_value()}"
+        self._http: aiohttp.ClientSession | None = None
+        self._stopping = asyncio.Event()
+        self._poller: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+        self.limits = RateLimits(settings.zalo_rate_per_second, settings.zalo_chat_burst, 20)
+        self.bot_name: str | None = None
+
+    async def call(self, method: str, wait_seconds: float | None = None,
+                   **params: Any) -> Any:
+        """Call a Bot API method with JSON params; return result or raise ZaloApiError."""
+        assert self._http is not None
+        wait = aiohttp.ClientTimeout(total=wait_seconds or self.settings.zalo_request_timeout)
+        try:
+            async with self._http.post(f"{self._base}/{method}", json=params,
+                                       timeout=wait) as resp:
+                status = resp.status
+                raw = await resp.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise ZaloApiError(408 if isinstance(exc, TimeoutError) else 503,
+                               f"{type(exc).__name__}") from exc
+        body = _json(raw)
+        if status == 200 and body.get("ok") is True:
+            return body.get("result")
+        code = int(body.get("error_code") or (status if status != 200 else 400))
+        raise ZaloApiError(code, str(body.get("description") or f"HTTP {status}"))
+
+    async def start(self) -> None:
+        """Check the token, then start polling or register the webhook."""
+        self._http = aiohttp.ClientSession()
+        self._stopping.clear()
+        try:
+            me = await self.call("getMe")
+        except ZaloApiError as exc:
+            if exc.code == 401:
+                raise FatalChannelError("Zalo rejected SAFESCHOOL_ZALO_TOKEN") from exc
+            raise FatalChannelError(f"cannot reach the Zalo Bot API at "
+                                    f"{self.settings.zalo_api_url} ({exc})") from exc
+        self.bot_name = (me or {}).get("account_name")
+        if self.webhook:
+            secret = self.settings.zalo_webhook_secret
+            await self.call("setWebhook", url=self.settings.zalo_webhook_url,
+                            secret_token=secret.get_secret_value() if secret else None)
+            _LOGGER.info("Zalo webhook set; receiving on %s", self.settings.zalo_webhook_path)
+        else:
+            await self._drop_webhook()
+            self._poller = asyncio.create_task(self._poll(), name="zalo-polling")
+            _LOGGER.info("Zalo long polling started")
+
+    async def _drop_webhook(self) -> None:
+        """A leftover webhook silently starves polling: remove it first."""
+        try:
+            info = await self.call("getWebhookInfo")
+        except ZaloApiError as exc:
+            if exc.code == 404:
+                return
+            raise
+        if info and info.get("url"):
+            _LOGGER.warning("Removing a leftover Zalo webhook before polling")
+            await self.call("deleteWebhook")
+
+    async def _poll(self) -> None:
+        delay = 1.0
+        timeout = self.settings.zalo_poll_timeout
+        while not self._stopping.is_set():
+            try:
+                update = await self.call("getUpdates", wait_seconds=timeout + 10,
+                                         timeout=max(1, int(timeout)))
+                delay = 1.0
+            except ZaloApiError as exc:
+                if exc.code == 408:
+                    continue  # nothing new
+                if exc.code == 401:
+                    _LOGGER.critical("Zalo rejected the token while polling; polling stopped")
+                    return
+                wait = self.settings.zalo_rate_limited_pause if exc.code == 429 else delay
+                _LOGGER.warning("Zalo polling failed (%s); retrying in %.0fs", exc.code, wait)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), wait)
+                delay = min(delay * 2, MAX_BACKOFF)
+                continue
+            if isinstance(update, dict):
+                await self._handle(update)
+
+    async def _handle(self, payload: dict[str, Any]) -> None:
+        inbound = to_inbound(payload)
+        if inbound is None:
+            return
+        try:
+            await self.on_inbound(inbound)
+        except Exception:
+            _LOGGER.exception("A Zalo event could not be handled")
+
+    async def handle_webhook(self, request: web.Request) -> web.Response:
+        """Check the secret header before the body; answer fast, process in the background."""
+        secret = self.settings.zalo_webhook_secret
+        given = request.headers.get(SECRET_HEADER, "")
+        if secret is None or not hmac.compare_digest(given.encode(),
+                                                     secret.get_secret_value().encode()):
+            return web.Response(status=403, text="forbidden")
+        try:
+            payload = await request.json()
+        except ValueError:
+            return web.Response(status=400, text="bad payload")
+        if not isinstance(payload, dict):
+            return web.Response(status=400, text="bad payload")
+        task = asyncio.create_task(self._handle(payload))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return web.json_response({"ok": True})
+
+    def routes(self) -> list[web.RouteDef]:
+        """Return the HTTP routes this channel serves."""
+        if not self.webhook:
+            return []
+        return [web.post(self.settings.zalo_webhook_path, self.handle_webhook)]
+
+    async def stop(self) -> None:
+        """Stop polling, finish events being handled, close the HTTP client."""
+        self._stopping.set()
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def throttle(self, chat_id: str) -> None:
+        """Respect our own pace: Zalo documents no number, so stay well below trouble."""
+        await self.limits.acquire(chat_id)
+
+    async def send(self, chat_id: str, message: Outbound) -> str:
+        """Send text (already split to 2000 characters) or a photo by public URL."""
+        try:
+            media = message.media
+            if media is not None and media.kind == "photo":
+                params: dict[str, Any] = {"chat_id": chat_id, "photo": media.ref}
+                if message.text:
+                    params["caption"] = message.text
+                result = await self.call("sendPhoto", **params)
+            else:
+                text = message.text
+                if media is not None:
+                    text = f"{text}\n{media.ref}".strip()
+                result = await self.call("sendMessage", chat_id=chat_id, text=text)
+        except ZaloApiError as exc:
+            if exc.code == 401:
+                raise FatalChannelError("Zalo rejected the token") from exc
+            if exc.code == 429:
+                raise RateLimited(self.settings.zalo_rate_limited_pause, str(exc)) from exc
+            if exc.code == 403:
+                raise Unreachable(str(exc)) from exc
+            if exc.code in (400, 404):
+                raise PermanentError(str(exc)) from exc
+            raise TransientError(str(exc)) from exc
+        return str((result or {}).get("message_id") or "")

@@ -1,0 +1,271 @@
+"""Zalo, equal to Telegram: registration, reports, officers and relays over the Zalo fake."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from sqlalchemy import select
+
+from bot.app import App
+from bot.clock import FakeClock
+from bot.messages import Outbound
+from bot.outbox import enqueue
+from storage.models import Account, InboundSeen, Incident, Outbox, OutboxStatus
+from tests.auxil.fake_telegram import FakeTelegram
+from tests.auxil.fake_zalo import FakeZalo
+from tests.auxil.helpers import count, eventually, invite
+from tests.auxil.people import OFFICER_HX, Chat, link_everyone
+from tests.conftest import make_settings
+
+pytestmark = pytest.mark.usefixtures("directory")
+SECRET = "zalo-hook-secret-123"
+
+
+class ZChat:
+    """One Zalo user's chat with the bot."""
+
+    def __init__(self, fake: FakeZalo, user_id: str) -> None:
+        self.fake, self.user_id = fake, user_id
+
+    def received(self) -> list[str]:
+        return self.fake.texts(self.user_id)
+
+    async def wait(self, total: int) -> list[str]:
+        await self.fake.wait_for(lambda: len(self.received()) >= total)
+        return self.received()
+
+    async def say(self, text: str, replies: int = 1, **extra) -> list[str]:
+        before = len(self.received())
+        self.fake.user_text(self.user_id, text, **extra)
+        return (await self.wait(before + replies))[before:]
+
+    async def send_event(self, event: dict, replies: int = 1) -> list[str]:
+        before = len(self.received())
+        self.fake.queue(event)
+        return (await self.wait(before + replies))[before:]
+
+    async def wait_text(self, fragment: str) -> str:
+        await self.fake.wait_for(lambda: any(fragment in t for t in self.received()))
+        return next(t for t in self.received() if fragment in t)
+
+
+async def _link_zalo(sessions, clock, phone: str, user_id: str) -> None:
+    """Move a directory person onto Zalo (their Telegram account, if any, is dropped)."""
+    from storage.directory import normalise_phone
+    from storage.models import Person
+
+    async with sessions() as session, session.begin():
+        person = (await session.execute(
+            select(Person).where(Person.phone == normalise_phone(phone)))).scalar_one()
+        for account in (await session.execute(
+                select(Account).where(Account.person_id == person.id))).scalars():
+            account.person_id = None
+        session.add(Account(channel="zalo", external_id=user_id, person_id=person.id,
+                            created_at=clock.now(), code_failures=0))
+
+
+async def test_officer_registers_on_zalo_by_typing_the_code(
+        app: App, fake_zalo: FakeZalo, sessions, clock) -> None:
+    code = await invite(sessions, clock, "officer", area_code="HX", person_phone="0912345678")
+    user = ZChat(fake_zalo, "z-officer-1")
+    [done] = await user.say(code)
+    assert "Đăng ký thành công" in done and "Xã Hồi Xuân" in done
+    assert "Trả lời 1, 2, 3 hoặc 4." in done  # the main menu as numbered text
+    async with sessions() as session:
+        account = (await session.execute(select(Account).where(
+            Account.channel == "zalo", Account.external_id == "z-officer-1"))).scalar_one()
+    assert account.person.phone == "+84912345678"
+
+
+async def test_numbered_menu_answers_by_number_or_by_label(
+        app: App, fake_zalo: FakeZalo) -> None:
+    user = ZChat(fake_zalo, "z-lang")
+    [menu] = await user.say("/language")
+    assert "1. Tiếng Việt\n2. English\nTrả lời 1 hoặc 2." in menu
+    assert (await user.say("2")) == ["Switched to English."]
+    await user.say("/language")
+    assert (await user.say("tiếng việt")) == ["Đã chuyển sang tiếng Việt."]
+
+
+async def test_full_report_and_acknowledgement_over_zalo(
+        app: App, fake_zalo: FakeZalo, sessions, clock) -> None:
+    await link_everyone(sessions, clock)
+    await _link_zalo(sessions, clock, "0901234567", "z-teacher")
+    await _link_zalo(sessions, clock, "0912345678", "z-officer")
+    teacher = ZChat(fake_zalo, "z-teacher")
+    [danger] = await teacher.say("/report")
+    assert "1. Có, đang nguy hiểm\n2. Không" in danger
+    [category] = await teacher.say("2")
+    assert "1. Bạo lực thể chất" in category and "11. Khác" in category
+    await teacher.say("2")  # bullying
+    await teacher.say("Các em lớp 9 chặn đường, lấy tiền của học sinh lớp 6.")
+    await teacher.say("Hôm nay")  # the option's words work as well as its number
+    await teacher.say("Cổng sau của trường")
+    await teacher.say("3 em, 11 tuổi")
+    [summary] = await teacher.say("1")  # show my name
+    assert "Kiểm tra lại báo cáo" in summary and "1. Gửi" in summary
+    [received] = await teacher.say("1")
+    [incident] = (await _all(sessions, Incident))
+    assert incident.ref in received and incident.place == "Cổng sau của trường"
+
+    officer = ZChat(fake_zalo, "z-officer")
+    [alert] = await officer.wait(1)
+    assert incident.ref in alert and "1. ✅ Tiếp nhận" in alert
+    [ack] = await officer.say("1")
+    assert "Bạn đã tiếp nhận" in ack
+    assert "đã tiếp nhận" in await teacher.wait_text("Công an phụ trách địa bàn đã tiếp nhận")
+    [incident] = (await _all(sessions, Incident))
+    assert incident.status == "acknowledged"
+
+
+async def test_cross_channel_case_zalo_teacher_telegram_officer(
+        app: App, fake_zalo: FakeZalo, fake_telegram: FakeTelegram, sessions, clock) -> None:
+    await link_everyone(sessions, clock)
+    await _link_zalo(sessions, clock, "0901234567", "z-teacher")
+    teacher = ZChat(fake_zalo, "z-teacher")
+    await teacher.say("/report")
+    await teacher.say("2")
+    await teacher.say("1")  # physical violence
+    image = fake_zalo.event("z-teacher", "message.image.received",
+                            photo_url="https://zalo-cdn.example/img/abc.jpg",
+                            caption="Vết bầm trên tay em học sinh.")
+    await teacher.send_event(image, replies=2)
+    await teacher.say("1")  # now
+    await teacher.say("1")  # skip place
+    await teacher.say("1")  # children unknown
+    await teacher.say("2")  # anonymous
+    await teacher.say("1")  # send
+    [incident] = await _all(sessions, Incident)
+    assert [(a.channel, a.ref) for a in incident.attachments] == [
+        ("zalo", "https://zalo-cdn.example/img/abc.jpg")]
+
+    officer = Chat(fake_telegram, OFFICER_HX)
+    await officer.wait(1)
+    await officer.tap(f"case:view:{incident.id}", replies=2)
+    [photo] = fake_telegram.sent(OFFICER_HX, "sendPhoto")
+    assert photo["photo"] == "https://zalo-cdn.example/img/abc.jpg"
+    await officer.tap(f"case:ask:{incident.id}")
+    await officer.say("Em học lớp nào?")
+    question = await teacher.wait_text("Em học lớp nào?")
+    assert "1. Trả lời" in question
+    await teacher.say("1")
+    seen = officer.mark()
+    await teacher.say("Lớp 6B.")
+    [relayed] = await officer.since(seen)
+    assert "Người báo tin ẩn danh" in relayed and "Lớp 6B" in relayed
+    await officer.tap(f"case:close:{incident.id}")
+    await officer.tap(f"case:close:{incident.id}:handled_by_police")
+    outcome = await teacher.wait_text("đã được giải quyết")
+    assert "Công an đã xử lý vụ việc." in outcome
+
+
+@pytest.fixture
+async def webhook_app(database_url, fake_telegram, fake_zalo, clock) -> AsyncIterator[App]:
+    settings = make_settings(database_url, fake_telegram, zalo=fake_zalo,
+                             zalo_webhook_url="https://bot.example.org/zalo/hook",
+                             zalo_webhook_secret=SECRET)
+    application = App(settings, clock)
+    await application.start()
+    yield application
+    await application.stop()
+
+
+async def test_forged_webhook_is_rejected_and_nothing_is_stored(
+        webhook_app: App, fake_zalo: FakeZalo, sessions) -> None:
+    url = f"http://127.0.0.1:{webhook_app.http_port}/zalo/hook"
+    assert fake_zalo.webhook_url == "https://bot.example.org/zalo/hook"
+    event = fake_zalo.event("z-forger", text="/help")
+    assert await fake_zalo.post_webhook(url, event, "not-the-secret") == 403
+    assert await fake_zalo.post_webhook(url, event, None) == 403
+    assert await count(sessions, InboundSeen) == 0
+    assert await count(sessions, Account) == 0
+
+
+async def test_webhook_wrapped_or_not_and_duplicate_delivery_processed_once(
+        webhook_app: App, fake_zalo: FakeZalo, sessions) -> None:
+    url = f"http://127.0.0.1:{webhook_app.http_port}/zalo/hook"
+    user = ZChat(fake_zalo, "z-hook")
+    first = fake_zalo.event("z-hook", text="/help", message_id="dup-1")
+    assert await fake_zalo.post_webhook(url, first, SECRET) == 200
+    assert await fake_zalo.post_webhook(url, first, SECRET, wrapped=True) == 200  # retried
+    second = fake_zalo.event("z-hook", text="/me", message_id="dup-2")
+    assert await fake_zalo.post_webhook(url, second, SECRET, wrapped=True) == 200
+    texts = await user.wait(2)
+    assert "111" in texts[0] and "chưa đăng ký" in texts[1]
+    assert await count(sessions, InboundSeen) == 2
+    assert await count(sessions, Outbox) == 2
+
+
+async def test_long_message_is_split_at_sensible_boundaries(
+        app: App, fake_zalo: FakeZalo, sessions, clock) -> None:
+    paragraph = ("Cha mẹ hãy trò chuyện với con mỗi ngày về những gì con gặp trên mạng. " * 12)
+    text = "\n\n".join([paragraph.strip()] * 6)
+    async with sessions() as session, session.begin():
+        account = Account(channel="zalo", external_id="z-long", created_at=clock.now(),
+                          code_failures=0)
+        session.add(account)
+        await session.flush()
+        await enqueue(session, account, Outbound(text), key="test:zalo-long", now=clock.now())
+    app.worker.wake()
+
+    async def all_sent() -> bool:
+        rows = await _all(sessions, Outbox)
+        return bool(rows) and all(r.status == OutboxStatus.SENT for r in rows)
+
+    await eventually(all_sent)
+    parts = [p["text"] for p in fake_zalo.sent("z-long")]
+    assert len(text) > 4000 and len(parts) == 3
+    assert all(len(p) <= 2000 for p in parts)
+    assert all(p.endswith(".") for p in parts)  # cut between paragraphs, not mid-word
+    assert "\n\n".join(parts) == text
+
+
+async def test_zalo_quirks_ok_false_429_and_unsupported_senders(
+        app: App, fake_zalo: FakeZalo, sessions, clock: FakeClock) -> None:
+    user = ZChat(fake_zalo, "z-quirk")
+    fake_zalo.fail("sendMessage", status=200, error_code=500, description="internal")
+    fake_zalo.user_text("z-quirk", "/help")
+
+    async def retry_pending() -> bool:
+        rows = await _all(sessions, Outbox)
+        return [(r.status, r.attempts) for r in rows] == [(OutboxStatus.PENDING, 1)]
+
+    await eventually(retry_pending)  # HTTP 200 with ok=false was not taken for success
+    clock.advance(5)
+    [help_text] = await user.wait(1)
+    assert "111" in help_text
+
+    fake_zalo.fail("sendMessage", status=429, error_code=429, description="quota exceeded")
+    protected = fake_zalo.event("z-child", "message.unsupported.received")
+    fake_zalo.queue(protected)
+
+    async def paused() -> bool:
+        rows = await _all(sessions, Outbox)
+        return len(rows) == 2 and rows[1].status == OutboxStatus.PENDING and \
+            rows[1].last_error is not None
+
+    await eventually(paused)
+    clock.advance(29)
+    assert ZChat(fake_zalo, "z-child").received() == []
+    clock.advance(2)
+    [explained] = await ZChat(fake_zalo, "z-child").wait(1)
+    assert "người lớn" in explained and "111" in explained
+
+
+async def test_polling_removes_a_leftover_webhook_first(
+        database_url, fake_telegram, fake_zalo: FakeZalo, clock) -> None:
+    fake_zalo.webhook_url = "https://old.example.org/hook"
+    application = App(make_settings(database_url, fake_telegram, zalo=fake_zalo), clock)
+    await application.start()
+    try:
+        assert [c.method for c in fake_zalo.calls][:3] == [
+            "getMe", "getWebhookInfo", "deleteWebhook"]
+        assert (await ZChat(fake_zalo, "z-poll").say("/help"))[0].startswith("SafeSchool")
+    finally:
+        await application.stop()
+
+
+async def _all(sessions, model) -> list:
+    async with sessions() as session:
+        return list((await session.execute(select(model).order_by(model.id))).scalars())
