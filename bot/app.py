@@ -68,7 +68,8 @@ class App:
             from bot.channels.zalo import ZaloChannel
 
             self.channels["zalo"] = ZaloChannel(settings, self.handle_inbound)
-        self.scheduler = build_scheduler(self.sessions, self.clock, settings.timezone)
+        self.scheduler = build_scheduler(self.sessions, self.clock, settings.timezone,
+                                         settings.media_dir)
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
 

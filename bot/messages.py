@@ -50,6 +50,7 @@ class Media:
     kind: str
     ref: str
     channel: str
+    path: str | None = None  # our own copy, preferred where the channel can upload it
 
 
 @dataclass
@@ -66,7 +67,8 @@ class Outbound:
         payload: dict[str, Any] = {"text": self.text,
                                    "choices": [[c.key, c.label] for c in self.choices]}
         if self.media is not None:
-            payload["media"] = [self.media.kind, self.media.ref, self.media.channel]
+            m = self.media
+            payload["media"] = [m.kind, m.ref, m.channel, m.path]
         return payload
 
     @classmethod

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import case, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import Translator
 from bot.messages import Outbound, split_text
-from storage.models import Account, Outbox, OutboxStatus, Priority
+from storage.models import Account, Outbox, OutboxStatus, Person, Priority
 
 TEXT_LIMITS = {"telegram": 4096, "zalo": 2000}
 CAPTION_LIMIT = 1024  # Telegram's caption limit; Zalo's is larger
@@ -83,11 +83,14 @@ async def enqueue(
 
 
 async def preferred_account(session: AsyncSession, person_id: int) -> Account | None:
-    """Return the account a person is reached on: the most recently used, not blocked."""
+    """Return the account a person is reached on: their chosen messenger if they picked one,
+    else the most recently used; never a blocked one."""
+    chosen = select(Person.alert_channel).where(Person.id == person_id).scalar_subquery()
     result = await session.execute(
         select(Account)
         .where(Account.person_id == person_id, Account.blocked_at.is_(None))
-        .order_by(Account.last_seen_at.desc().nulls_last(), Account.id)
+        .order_by(case((Account.channel == chosen, 0), else_=1),
+                  Account.last_seen_at.desc().nulls_last(), Account.id)
         .limit(1)
     )
     return result.scalar_one_or_none()

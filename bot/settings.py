@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     code_failures_allowed: int = 5
     code_lockout_minutes: int = 15
     invite_default_expiry_days: int = 7
+    media_dir: Path = Path("media")
     # Reports.
     report_limit_per_hour: int = 5
 

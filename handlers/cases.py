@@ -126,7 +126,8 @@ async def _view(ctx: Context, incident: Incident, _arg: str | None) -> None:
     for n, item in enumerate(incident.attachments, start=1):
         caption = ctx.t("case.attachment_caption", ref=incident.ref, n=n,
                         source=ctx.t(f"case.source.{item.source}"))
-        ctx.replies.append(Outbound(caption, media=Media(item.kind, item.ref, item.channel)))
+        ctx.replies.append(Outbound(caption, media=Media(item.kind, item.ref, item.channel,
+                                                         item.stored_path)))
 
 
 async def _details(ctx: Context, incident: Incident) -> str:

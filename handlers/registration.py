@@ -10,7 +10,15 @@ from sqlalchemy import select
 
 from bot.dispatch import Context, Router
 from storage.invitations import consume, normalise_code
-from storage.models import Invitation, Person, Redemption, Role, RoleAssignment, School
+from storage.models import (
+    Invitation,
+    LinkCode,
+    Person,
+    Redemption,
+    Role,
+    RoleAssignment,
+    School,
+)
 
 FLOW = "register"
 _CODE_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 \-_.]{4,30}$")
@@ -53,6 +61,14 @@ async def redeem(ctx: Context, text: str) -> None:
         select(School).where(School.parent_code == code))).scalar_one_or_none()
     if school is not None:
         await _join_as_parent(ctx, school)
+        return
+    link = (await ctx.session.execute(
+        select(LinkCode).where(LinkCode.code == code))).scalar_one_or_none()
+    if link is not None:
+        from handlers.linking import redeem_link
+
+        _reset_failures(ctx)
+        await redeem_link(ctx, link)
         return
     _count_failure(ctx)
 

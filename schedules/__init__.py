@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bot.clock import Clock
+from storage.media import keep_remote_media
 from storage.models import InboundSeen
 
 _LOGGER = logging.getLogger(__name__)
@@ -24,9 +26,13 @@ async def purge_seen_events(sessions: async_sessionmaker, clock: Clock) -> int:
     return result.rowcount or 0
 
 
-def build_scheduler(sessions: async_sessionmaker, clock: Clock, timezone: str) -> AsyncIOScheduler:
+def build_scheduler(sessions: async_sessionmaker, clock: Clock, timezone: str,
+                    media_dir: Path) -> AsyncIOScheduler:
     """Create the scheduler with the housekeeping jobs; the caller starts it."""
     scheduler = AsyncIOScheduler(timezone=timezone)
+    scheduler.add_job(keep_remote_media, "interval", minutes=1, args=[sessions, media_dir],
+                      id="keep-remote-media", coalesce=True, max_instances=1,
+                      misfire_grace_time=300)
     scheduler.add_job(purge_seen_events, "interval", hours=6, args=[sessions, clock],
                       id="purge-seen-events", coalesce=True, max_instances=1,
                       misfire_grace_time=3600)

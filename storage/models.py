@@ -129,6 +129,7 @@ class Person(Base):
     name: Mapped[str | None] = mapped_column(String(255))
     phone: Mapped[str | None] = mapped_column(String(32), unique=True)
     language: Mapped[str | None] = mapped_column(String(8))
+    alert_channel: Mapped[str | None] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     accounts: Mapped[list[Account]] = relationship(back_populates="person")
@@ -213,6 +214,19 @@ class Redemption(Base):
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
     role: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class LinkCode(Base):
+    """A one-time code that links another messenger account to the same person."""
+
+    __tablename__ = "link_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class Conversation(Base):
@@ -343,6 +357,8 @@ class IncidentAttachment(Base):
     size: Mapped[int | None] = mapped_column(Integer)
     name: Mapped[str | None] = mapped_column(String(255))
     source: Mapped[str] = mapped_column(String(16))  # reporter | officer
+    stored_path: Mapped[str | None] = mapped_column(String(500))  # our copy of a URL's file
+    fetch_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     incident: Mapped[Incident] = relationship(back_populates="attachments")

@@ -269,3 +269,73 @@ async def test_polling_removes_a_leftover_webhook_first(
 async def _all(sessions, model) -> list:
     async with sessions() as session:
         return list((await session.execute(select(model).order_by(model.id))).scalars())
+
+
+async def test_link_both_messengers_and_choose_where_alerts_go(
+        app: App, fake_zalo: FakeZalo, fake_telegram: FakeTelegram, sessions, clock) -> None:
+    await link_everyone(sessions, clock)
+    officer_tg = Chat(fake_telegram, OFFICER_HX)
+    [shown] = await officer_tg.say("/link")
+    code = shown.split(": ", 1)[1].split()[0]
+    officer_zalo = ZChat(fake_zalo, "z-officer-linked")
+    [linked] = await officer_zalo.say(code)
+    assert "Đã liên kết" in linked and "Telegram, Zalo" in linked
+    [again] = await ZChat(fake_zalo, "z-thief").say(code)  # single use
+    assert "hết hạn" in again
+    [prompt] = await officer_zalo.say("/alerts")
+    assert "1. Telegram\n2. Zalo" in prompt
+    [chosen] = await officer_zalo.say("2")
+    assert "Zalo" in chosen
+
+    teacher = Chat(fake_telegram, 901)
+    from tests.test_reports import file_report
+
+    await file_report(teacher)
+    [incident] = await _all(sessions, Incident)
+    alert = await officer_zalo.wait_text(incident.ref)
+    assert "Vụ việc mới" in alert
+    assert not any(incident.ref in t for t in officer_tg.received())
+
+
+async def test_files_known_by_url_are_kept_and_shown_from_our_copy(
+        app: App, fake_zalo: FakeZalo, fake_telegram: FakeTelegram, sessions, clock,
+        tmp_path) -> None:
+    from storage.media import keep_remote_media
+    from storage.models import IncidentAttachment
+
+    await link_everyone(sessions, clock)
+    await _link_zalo(sessions, clock, "0901234567", "z-teacher")
+    jpeg = b"\xff\xd8\xff\xe0" + b"photo-bytes" * 100
+    fake_zalo.cdn["bruise.jpg"] = ("image/jpeg", jpeg)
+    fake_zalo.cdn["page.html"] = ("text/html", b"<html>login</html>")
+    teacher = ZChat(fake_zalo, "z-teacher")
+    await teacher.say("/report")
+    await teacher.say("2")
+    await teacher.say("1")
+    for name in ("bruise.jpg", "gone.jpg", "page.html"):
+        await teacher.send_event(fake_zalo.event(
+            "z-teacher", "message.image.received", photo=fake_zalo.cdn_url(name)), replies=2)
+    await teacher.say("Vết thương trên người em.")
+    for answer in ("1", "1", "1", "2", "1"):
+        await teacher.say(answer)
+    [incident] = await _all(sessions, Incident)
+
+    assert await keep_remote_media(sessions, tmp_path / "media") == 1
+    rows = await _all(sessions, IncidentAttachment)
+    kept = [r for r in rows if r.stored_path]
+    assert len(kept) == 1 and kept[0].ref.endswith("bruise.jpg")
+    assert (tmp_path / "media" / str(incident.id)).is_dir()
+    from pathlib import Path
+
+    assert Path(kept[0].stored_path).read_bytes() == jpeg  # noqa: ASYNC240
+    assert [r.fetch_attempts for r in rows] == [1, 1, 1]
+    assert await keep_remote_media(sessions, tmp_path / "media") == 0  # kept: not again
+
+    del fake_zalo.cdn["bruise.jpg"]  # the sender's link expires...
+    officer = Chat(fake_telegram, OFFICER_HX)
+    await officer.wait(1)
+    await officer.tap(f"case:view:{incident.id}", replies=4)
+    photos = fake_telegram.sent(OFFICER_HX, "sendPhoto")
+    assert len(photos) == 3
+    uploaded = [p["photo"] for p in photos if not isinstance(p["photo"], str)]
+    assert uploaded == [jpeg]  # ...our copy still works

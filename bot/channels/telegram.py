@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import warnings
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 
 from aiohttp import web
 from telegram import (
@@ -104,6 +106,13 @@ def to_inbound(update: Update) -> Inbound | None:
         unsupported = "sticker" if message.sticker else "other"
     return Inbound(**common, text=text, command=command, args=args, attachments=attachments,
                    location=location, unsupported=unsupported)
+
+
+def _read_kept(path: str) -> bytes | None:
+    try:
+        return Path(path).read_bytes()
+    except OSError:
+        return None
 
 
 def render_markup(message: Outbound) -> InlineKeyboardMarkup | None:
@@ -229,20 +238,25 @@ class TelegramChannel:
         media = message.media
         assert media is not None
         bot = self.application.bot
-        if media.channel != NAME and not media.ref.startswith(("http://", "https://")):
+        kept = await asyncio.to_thread(_read_kept, media.path) if media.path else None
+        file: str | bytes = kept if kept is not None else media.ref  # our copy outlives a URL
+        if kept is None and media.channel != NAME and not media.ref.startswith(("http://", "https://")):
             raise PermanentError(f"cannot send a {media.channel} file id through Telegram")
         caption = message.text or None
+        foreign = media.channel != NAME
         if media.kind == "photo":
-            return await bot.send_photo(chat_id, media.ref, caption=caption, reply_markup=markup)
+            return await bot.send_photo(chat_id, file, caption=caption, reply_markup=markup)
+        if foreign:  # other messengers' voice (AAC) and video formats: safest as documents
+            return await bot.send_document(chat_id, file, caption=caption, reply_markup=markup)
         if media.kind == "voice":
-            return await bot.send_voice(chat_id, media.ref, caption=caption, reply_markup=markup)
+            return await bot.send_voice(chat_id, file, caption=caption, reply_markup=markup)
         if media.kind == "audio":
-            return await bot.send_audio(chat_id, media.ref, caption=caption, reply_markup=markup)
+            return await bot.send_audio(chat_id, file, caption=caption, reply_markup=markup)
         if media.kind == "video":
-            return await bot.send_video(chat_id, media.ref, caption=caption, reply_markup=markup)
+            return await bot.send_video(chat_id, file, caption=caption, reply_markup=markup)
         if media.kind == "video_note":
-            return await bot.send_video_note(chat_id, media.ref, reply_markup=markup)
-        return await bot.send_document(chat_id, media.ref, caption=caption, reply_markup=markup)
+            return await bot.send_video_note(chat_id, file, reply_markup=markup)
+        return await bot.send_document(chat_id, file, caption=caption, reply_markup=markup)
 
     async def send(self, chat_id: str, message: Outbound) -> str:
         """Send one message; translate Telegram's errors for the worker."""

@@ -176,7 +176,10 @@ class FakeTelegram:
         if request.content_type == "application/json":
             return dict(await request.json())
         if request.can_read_body:
-            return dict(await request.post())
+            form = await request.post()
+            # An uploaded file arrives as a FileField: keep its bytes.
+            return {k: (v.file.read() if isinstance(v, web.FileField) else v)
+                    for k, v in form.items()}
         return dict(request.query)
 
     async def _handle(self, request: web.Request) -> web.Response:
@@ -231,12 +234,13 @@ class FakeTelegram:
 
     async def _media(self, params: dict[str, Any], kind: str) -> dict[str, Any]:
         message = await self.api_sendMessage(params)
-        message[kind] = {"file_id": params[kind], "file_unique_id": params[kind]}
+        file_id = params[kind] if isinstance(params[kind], str) else f"up{message['message_id']}"
+        message[kind] = {"file_id": file_id, "file_unique_id": file_id}
         return message
 
     async def api_sendPhoto(self, params: dict[str, Any]) -> dict[str, Any]:
-        return await self._media(params, "photo") | {"photo": [
-            {"file_id": params["photo"], "file_unique_id": "u", "width": 1, "height": 1}]}
+        message = await self._media(params, "photo")
+        return message | {"photo": [message["photo"] | {"width": 1, "height": 1}]}
 
     async def api_sendVoice(self, params: dict[str, Any]) -> dict[str, Any]:
         return await self._media(params, "voice")

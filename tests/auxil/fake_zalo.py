@@ -55,6 +55,7 @@ class FakeZalo:
         self._closing = asyncio.Event()
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_get("/cdn/{name}", self._cdn)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -123,6 +124,20 @@ class FakeZalo:
         assert self._changed is not None
         async with asyncio.timeout(timeout), self._changed:
             await self._changed.wait_for(predicate)
+
+    # ---- a CDN for files users send (URLs that may later expire) ------------------------
+
+    cdn: dict[str, tuple[str, bytes]] = field(default_factory=dict)
+
+    def cdn_url(self, name: str) -> str:
+        """Return the URL the fake CDN serves name at."""
+        return f"http://127.0.0.1:{self.port}/cdn/{name}"
+
+    async def _cdn(self, request: web.Request) -> web.Response:
+        item = self.cdn.get(request.match_info["name"])
+        if item is None:
+            return web.Response(status=404, text="expired")
+        return web.Response(body=item[1], content_type=item[0])
 
     # ---- the API -------------------------------------------------------------------------
 
