@@ -69,9 +69,19 @@ class App:
 
             self.channels["zalo"] = ZaloChannel(settings, self.handle_inbound)
         self.scheduler = build_scheduler(self.sessions, self.clock, settings.timezone,
-                                         settings.media_dir)
+                                         settings.media_dir, self.tick,
+                                         settings.case_tick_seconds)
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
+
+    async def tick(self) -> dict[str, int]:
+        """Run the case clock once (escalations, reminders) and send what it queued."""
+        from schedules.escalation import tick
+
+        done = await tick(self.sessions, self.clock, self.settings)
+        if any(done.values()):
+            self.worker.wake()
+        return done
 
     async def handle_inbound(self, inbound: Inbound) -> None:
         """Feed one normalised message into the core."""
@@ -112,6 +122,7 @@ class App:
             await channel.start()  # type: ignore[attr-defined]
         await self._remember_username()
         await self.worker.start()
+        await self.tick()  # deadlines missed while we were down fire now, once
         self.scheduler.start()
         _LOGGER.info("SafeSchool Link is running (HTTP on %s:%s)", self.settings.http_host,
                      self.http_port)

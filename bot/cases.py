@@ -6,9 +6,9 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import Translator
@@ -63,45 +63,94 @@ async def new_ref(session: AsyncSession, area: Area, now: datetime) -> str:
             return ref
 
 
-async def _reachable(session: AsyncSession, person_ids: list[int]) -> set[int]:
+async def reachable(session: AsyncSession, person_ids: list[int], now: datetime) -> set[int]:
+    """Return those people who can be alerted now: an unblocked account, and on duty."""
     if not person_ids:
         return set()
-    rows = await session.execute(select(Account.person_id).where(
-        Account.person_id.in_(person_ids), Account.blocked_at.is_(None)))
+    rows = await session.execute(
+        select(Account.person_id).join(Person, Person.id == Account.person_id).where(
+            Account.person_id.in_(person_ids), Account.blocked_at.is_(None),
+            or_(Person.off_duty_until.is_(None), Person.off_duty_until <= now)))
     return set(rows.scalars())
 
 
-async def route(session: AsyncSession, incident: Incident) -> list[Recipient]:
-    """Find who must be alerted: the nearest area (walking up) with a reachable officer.
+async def _holders(session: AsyncSession, area_id: int, role: str, now: datetime,
+                   duty: str | None = None) -> list[RoleAssignment]:
+    stmt = select(RoleAssignment).where(RoleAssignment.role == role,
+                                        RoleAssignment.area_id == area_id)
+    if duty is not None:
+        stmt = stmt.where(RoleAssignment.duty == duty)
+    rows = (await session.execute(stmt)).scalars().all()
+    ok = await reachable(session, [r.person_id for r in rows], now)
+    return sorted((r for r in rows if r.person_id in ok),
+                  key=lambda r: (DUTY_ORDER.get(r.duty or "", 9), r.person_id))
 
-    Primary officers are alerted; backups too when the case is urgent. An area whose officers
-    are all backups or chiefs still counts as covered. With no officer anywhere, the admins of
-    the nearest area that has one get it: a case never goes nowhere.
-    """
+
+async def level_recipients(session: AsyncSession, incident: Incident, level: str,
+                           now: datetime) -> list[Recipient]:
+    """Find who a policy level means for this case, walking up the area tree."""
     chain = await ancestors(session, incident.area_id)
+    if level == "parent_admins":
+        chain = chain[1:]
     for area_id in chain:
-        officers = (await session.execute(select(RoleAssignment).where(
-            RoleAssignment.role == Role.OFFICER, RoleAssignment.area_id == area_id)
-        )).scalars().all()
-        reachable = await _reachable(session, [o.person_id for o in officers])
-        officers = sorted((o for o in officers if o.person_id in reachable),
-                          key=lambda o: DUTY_ORDER.get(o.duty or "", 9))
-        if not officers:
+        if level in ("admins", "parent_admins"):
+            found = await _holders(session, area_id, Role.ADMIN, now)
+            if found:
+                return [Recipient(r.person_id, area_id, "admin") for r in found]
             continue
-        first_duty = officers[0].duty
-        wanted = {first_duty}
-        if incident.urgent:
-            wanted.add(Duty.BACKUP)
-        return [Recipient(o.person_id, area_id, o.duty or Duty.PRIMARY)
-                for o in officers if o.duty in wanted]
-    for area_id in chain:
-        admins = (await session.execute(select(RoleAssignment.person_id).where(
-            RoleAssignment.role == Role.ADMIN, RoleAssignment.area_id == area_id))).scalars().all()
-        reachable = await _reachable(session, list(admins))
-        if reachable:
-            return [Recipient(pid, area_id, "admin") for pid in admins if pid in reachable]
-    _LOGGER.error("Incident %s has nobody to route to in its whole area chain", incident.ref)
+        duty = None if level == "primary" else level
+        found = await _holders(session, area_id, Role.OFFICER, now, duty)
+        if found:
+            if level == "primary":  # the best duty present: primary, else backup, else chief
+                found = [r for r in found if r.duty == found[0].duty]
+            return [Recipient(r.person_id, area_id, r.duty or Duty.PRIMARY) for r in found]
     return []
+
+
+async def route(session: AsyncSession, incident: Incident, levels: tuple[str, ...],
+                now: datetime) -> list[Recipient]:
+    """Find who a new case goes to: the first step's levels, or admins, never nobody."""
+    recipients: list[Recipient] = []
+    for level in levels:
+        for r in await level_recipients(session, incident, level, now):
+            if r.person_id not in {x.person_id for x in recipients}:
+                recipients.append(r)
+    if not recipients:
+        recipients = await level_recipients(session, incident, "admins", now)
+    if not recipients:
+        _LOGGER.error("Incident %s has nobody to route to in its whole area chain",
+                      incident.ref)
+    return recipients
+
+
+async def start_escalation(session: AsyncSession, incident: Incident, now: datetime,
+                           *, immediately: bool = False) -> None:
+    """(Re)start the unacknowledged clock: step 1 next, at its time (or now)."""
+    from bot import escalation
+
+    policy, _ = await escalation.effective(session, incident.area_id)
+    severity = policy.for_case(incident.urgent)
+    incident.escalation_step = 1
+    delay = severity.delay_before(1)
+    incident.next_escalation_at = None if delay is None else now + (
+        timedelta(0) if immediately else delay)
+    incident.progress_due_at = None
+    incident.reminded_at = None
+
+
+async def progress_made(session: AsyncSession, incident: Incident, now: datetime) -> None:
+    """Someone worked the case: stop escalating and restart the no-progress clock."""
+    from bot import escalation
+
+    incident.next_escalation_at = None
+    if incident.status == IncidentStatus.CLOSED:
+        incident.progress_due_at = None
+        return
+    if incident.status == IncidentStatus.NEW:
+        return
+    policy, _ = await escalation.effective(session, incident.area_id)
+    incident.progress_due_at = now + policy.for_case(incident.urgent).reminder_after
+    incident.reminded_at = None
 
 
 async def record(session: AsyncSession, incident: Incident, kind: str, now: datetime, *,
@@ -173,21 +222,23 @@ def local(t: Translator, when: datetime, tz: object) -> str:
     return when.astimezone(tz).strftime("%H:%M %d/%m/%Y")  # type: ignore[arg-type]
 
 
-def alert_text(t: Translator, incident: Incident, tz: object) -> str:
+def alert_text(t: Translator, incident: Incident, tz: object, head_key: str | None = None) -> str:
     """Compose the alert an officer receives."""
-    head = t("alert.urgent" if incident.urgent else "alert.new", ref=incident.ref)
+    head_key = head_key or ("alert.urgent" if incident.urgent else "alert.new")
+    head = t(head_key, ref=incident.ref, time=local(t, incident.created_at, tz))
     return t("alert.body", head=head, category=t(f"category.{incident.category}"),
              school=incident.school.name, area=incident.area.name,
              time=local(t, incident.created_at, tz), excerpt=excerpt(incident.description))
 
 
 async def alert(session: AsyncSession, incident: Incident, recipients: list[Recipient], *,
-                now: datetime, tz: object, default_language: str, round_: str = "0") -> int:
+                now: datetime, tz: object, default_language: str, round_: str = "0",
+                head: str | None = None) -> int:
     """Queue an alert to every recipient at the highest priority; return how many."""
     sent = 0
     for r in recipients:
         def compose(t: Translator) -> Outbound:
-            return Outbound(alert_text(t, incident, tz), officer_actions(t, incident))
+            return Outbound(alert_text(t, incident, tz, head), officer_actions(t, incident))
 
         if await notify(session, r.person_id, compose, key=f"alert:{incident.id}:{r.person_id}:"
                         f"{round_}", now=now, default_language=default_language,

@@ -308,6 +308,59 @@ async def cmd_school_codes(args: argparse.Namespace) -> int:
     return await _with_session(settings, work)
 
 
+# ---- escalation -------------------------------------------------------------------------------
+
+async def _area(session: AsyncSession, code: str) -> Any:
+    from storage.models import Area
+
+    area = (await session.execute(select(Area).where(Area.code == code))).scalar_one_or_none()
+    if area is None:
+        raise CliError(f"no area with code {code!r} in the directory")
+    return area
+
+
+async def cmd_escalation_show(args: argparse.Namespace) -> int:
+    """Print the policy that applies to an area (JSON, ready to edit and `set` again)."""
+    from bot import escalation
+
+    async def work(session: AsyncSession) -> int:
+        area = await _area(session, args.area)
+        policy, source = await escalation.effective(session, area.id)
+        where = "built-in default" if source is None else (
+            "set on this area" if source.id == area.id else f"inherited from {source.code}")
+        print(f"# {area.code} {area.name}: {where}", file=sys.stderr)
+        print(json.dumps(escalation.to_dict(policy), ensure_ascii=False, indent=2))
+        return 0
+
+    return await _with_session(_settings(), work)
+
+
+async def cmd_escalation_set(args: argparse.Namespace) -> int:
+    """Validate a policy file and make it the area's own policy (sub-areas inherit it)."""
+    from bot import escalation
+    from storage.models import EscalationPolicy
+
+    try:
+        policy = escalation.load_file(Path(args.file))
+    except escalation.PolicyError as exc:
+        raise CliError(f"policy not set: {exc}") from exc
+
+    async def work(session: AsyncSession) -> int:
+        area = await _area(session, args.area)
+        row = await session.get(EscalationPolicy, area.id)
+        data = escalation.to_dict(policy)
+        if row is None:
+            session.add(EscalationPolicy(area_id=area.id, policy=data, updated_at=_now()))
+        else:
+            row.policy, row.updated_at = data, _now()
+        steps = ", ".join(f"{s['after']}: {'+'.join(s['notify'])}"
+                          for s in data["urgent"]["steps"])
+        print(f"Policy set on {area.code} ({area.name}); urgent: {steps}")
+        return 0
+
+    return await _with_session(_settings(), work)
+
+
 # ---- wiring -----------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -349,6 +402,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, metavar="FILE.xlsx")
     export.add_argument("--expires", metavar="DURATION")
     export.set_defaults(func=cmd_invite_export)
+
+    esc = sub.add_parser("escalation", help="who is alerted when nobody acknowledges")
+    esub = esc.add_subparsers(dest="escalation", required=True)
+    show = esub.add_parser("show", help="print the policy that applies to an area")
+    show.add_argument("area", metavar="AREA")
+    show.set_defaults(func=cmd_escalation_show)
+    setp = esub.add_parser("set", help="set an area's policy from a .toml or .json file")
+    setp.add_argument("area", metavar="AREA")
+    setp.add_argument("file", metavar="FILE")
+    setp.set_defaults(func=cmd_escalation_set)
 
     school = sub.add_parser("school", help="schools")
     ssub = school.add_subparsers(dest="school", required=True)

@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     code_lockout_minutes: int = 15
     invite_default_expiry_days: int = 7
     media_dir: Path = Path("media")
+    case_tick_seconds: float = 15.0
     # Reports.
     report_limit_per_hour: int = 5
 

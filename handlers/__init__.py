@@ -5,9 +5,9 @@ from bot.dispatch import Router
 
 def build_router() -> Router:
     """Compose every feature module's handlers into one router."""
-    from handlers import cases, common, linking, registration, report
+    from handlers import cases, common, duty, linking, registration, report
 
     router = Router()
-    for module in (common, registration, report, cases, linking):
+    for module in (common, registration, report, cases, linking, duty):
         module.register(router)
     return router

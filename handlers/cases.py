@@ -99,6 +99,7 @@ async def _ack(ctx: Context, incident: Incident, _arg: str | None) -> None:
     incident.updated_at = now
     await cases.record(ctx.session, incident, "acknowledged", now, actor=ctx.person,
                        role=Role.OFFICER)
+    await cases.progress_made(ctx.session, incident, now)
     await _tell_reporter(ctx, incident, "acknowledged", lambda t: Outbound(
         t("reporter.acknowledged", ref=incident.ref)))
     await _tell_other_alerted(ctx, incident)
@@ -194,7 +195,8 @@ async def _reassign(ctx: Context, incident: Incident, arg: str | None) -> None:
     rows = (await ctx.session.execute(
         select(RoleAssignment).where(RoleAssignment.role == Role.OFFICER,
                                      RoleAssignment.area_id.in_(chain)))).scalars().all()
-    reachable = await cases._reachable(ctx.session, [r.person_id for r in rows])
+    reachable = await cases.reachable(ctx.session, [r.person_id for r in rows],
+                                      ctx.clock.now())
     candidates = {r.person_id: r for r in rows
                   if r.person_id in reachable and r.person_id != incident.assigned_person_id}
     if arg is None:
@@ -221,6 +223,8 @@ async def _reassign(ctx: Context, incident: Incident, arg: str | None) -> None:
     incident.updated_at = now
     await cases.record(ctx.session, incident, "reassigned", now, actor=ctx.person,
                        role=Role.OFFICER, to=target)
+    if incident.status == IncidentStatus.NEW:
+        await cases.start_escalation(ctx.session, incident, now)
     events = (await ctx.session.execute(select(IncidentEvent.id).where(
         IncidentEvent.incident_id == incident.id))).scalars().all()
     await ctx.session.refresh(incident, ["assigned"])
@@ -261,6 +265,7 @@ async def _do_close(ctx: Context, incident: Incident, outcome: str,
     await cases.record(ctx.session, incident, "closed", now, actor=ctx.person,
                        role=Role.OFFICER, outcome=outcome,
                        duplicate_of=duplicate_of.ref if duplicate_of else None)
+    await cases.progress_made(ctx.session, incident, now)
     await _tell_reporter(ctx, incident, f"closed:{now.timestamp()}", lambda t: Outbound(
         t("reporter.closed", ref=incident.ref, outcome=t(f"outcome_reporter.{outcome}"))))
     ctx.clear()
@@ -301,6 +306,7 @@ async def officer_text(ctx: Context) -> None:
         incident.updated_at = now
         await cases.record(ctx.session, incident, "question", now, actor=ctx.person,
                            role=Role.OFFICER, text=text)
+        await cases.progress_made(ctx.session, incident, now)
         await _tell_reporter(ctx, incident, f"question:{now.timestamp()}", lambda t: Outbound(
             t("reporter.question", ref=incident.ref, question=text),
             [Choice(f"case:reply:{incident.id}", t("reporter.reply"))]))
@@ -312,6 +318,7 @@ async def officer_text(ctx: Context) -> None:
         incident.updated_at = now
         await cases.record(ctx.session, incident, "note", now, actor=ctx.person,
                            role=Role.OFFICER, text=text)
+        await cases.progress_made(ctx.session, incident, now)
         ctx.clear()
         ctx.reply("case.note.saved", ref=incident.ref,
                   choices=cases.officer_actions(ctx.t, incident))
@@ -331,6 +338,7 @@ async def officer_text(ctx: Context) -> None:
         incident.updated_at = now
         await cases.record(ctx.session, incident, "reopened", now, actor=ctx.person,
                            role=Role.OFFICER, text=text)
+        await cases.progress_made(ctx.session, incident, now)
         await _tell_reporter(ctx, incident, f"reopened:{now.timestamp()}", lambda t: Outbound(
             t("reporter.reopened", ref=incident.ref)))
         ctx.clear()

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot import cases
+from bot import cases, escalation
 from bot.dispatch import Context, Router
 from bot.messages import Attachment, Choice, Outbound
 from storage.models import (
@@ -496,13 +496,16 @@ async def _store_attachments(ctx: Context, incident: Incident) -> None:
 
 async def _route_and_alert(ctx: Context, incident: Incident) -> None:
     now = ctx.clock.now()
-    recipients = await cases.route(ctx.session, incident)
+    policy, _ = await escalation.effective(ctx.session, incident.area_id)
+    first = policy.for_case(incident.urgent).steps[0]
+    recipients = await cases.route(ctx.session, incident, first.notify, now)
     if recipients:
         incident.assigned_person_id = recipients[0].person_id
     await cases.record(ctx.session, incident, "routed", now,
                        to=[r.person_id for r in recipients])
     await cases.alert(ctx.session, incident, recipients, now=now, tz=ctx.settings.tz,
                       default_language=ctx.settings.default_language)
+    await cases.start_escalation(ctx.session, incident, now)
 
 
 async def _create_urgent(ctx: Context) -> None:
@@ -521,6 +524,8 @@ async def _send(ctx: Context) -> None:
         incident.updated_at = now
         await _store_attachments(ctx, incident)
         await cases.record(ctx.session, incident, "details_added", now, role="reporter")
+        if incident.status != IncidentStatus.NEW:
+            await cases.progress_made(ctx.session, incident, now)
         if incident.assigned_person_id:
             await cases.notify(
                 ctx.session, incident.assigned_person_id,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -27,9 +28,12 @@ async def purge_seen_events(sessions: async_sessionmaker, clock: Clock) -> int:
 
 
 def build_scheduler(sessions: async_sessionmaker, clock: Clock, timezone: str,
-                    media_dir: Path) -> AsyncIOScheduler:
-    """Create the scheduler with the housekeeping jobs; the caller starts it."""
+                    media_dir: Path, tick: Callable[[], Awaitable[object]],
+                    tick_seconds: float) -> AsyncIOScheduler:
+    """Create the scheduler: the case clock (escalations, reminders) and housekeeping."""
     scheduler = AsyncIOScheduler(timezone=timezone)
+    scheduler.add_job(tick, "interval", seconds=tick_seconds, id="case-clock", coalesce=True,
+                      max_instances=1, misfire_grace_time=None)
     scheduler.add_job(keep_remote_media, "interval", minutes=1, args=[sessions, media_dir],
                       id="keep-remote-media", coalesce=True, max_instances=1,
                       misfire_grace_time=300)

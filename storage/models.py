@@ -130,6 +130,7 @@ class Person(Base):
     phone: Mapped[str | None] = mapped_column(String(32), unique=True)
     language: Mapped[str | None] = mapped_column(String(8))
     alert_channel: Mapped[str | None] = mapped_column(String(16))
+    off_duty_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     accounts: Mapped[list[Account]] = relationship(back_populates="person")
@@ -275,6 +276,17 @@ class Outbox(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # dead: admins told
+
+
+class EscalationPolicy(Base):
+    """An area's own escalation policy; areas without one inherit from their parent."""
+
+    __tablename__ = "escalation_policies"
+
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), primary_key=True)
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class KeyValue(Base):
@@ -334,6 +346,12 @@ class Incident(Base):
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Escalation state: what must happen next and when, so a restart loses nothing.
+    escalation_step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_escalation_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    progress_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    overdue_reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     school: Mapped[School] = relationship(lazy="selectin")
     area: Mapped[Area] = relationship(lazy="selectin")
