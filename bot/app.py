@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from datetime import timedelta
 
 from aiohttp import web
 from sqlalchemy.dialects import postgresql, sqlite
 
+from bot.cases import alert_unreachable
 from bot.channels.base import Channel
 from bot.clock import Clock
 from bot.dispatch import Dispatcher
@@ -57,7 +59,8 @@ class App:
         self.worker = DeliveryWorker(
             self.sessions, self.channels, self.clock,
             concurrency=settings.outbox_concurrency, max_attempts=settings.outbox_max_attempts,
-            lease_seconds=settings.outbox_lease_seconds)
+            give_up_after=timedelta(hours=settings.outbox_give_up_hours),
+            lease_seconds=settings.outbox_lease_seconds, on_unreachable=alert_unreachable)
         self.dispatcher = Dispatcher(self.sessions, build_router(), settings, self.clock,
                                      on_commit=self.worker.wake)
         if settings.telegram_token is not None:
@@ -119,7 +122,7 @@ class App:
         sockets = getattr(server, "sockets", None) or []
         self.http_port = sockets[0].getsockname()[1] if sockets else self.settings.http_port
         for channel in self.channels.values():
-            await channel.start()  # type: ignore[attr-defined]
+            await channel.start()
         await self._remember_username()
         await self.worker.start()
         await self.tick()  # deadlines missed while we were down fire now, once
@@ -139,15 +142,24 @@ class App:
                 index_elements=["key"], set_={"value": username}))
 
     async def stop(self) -> None:
-        """Stop taking new work, drain what is in flight, then close everything."""
+        """Stop taking new work, drain what is in flight, then close everything.
+
+        The order matters: a send still in flight when its connection closes may reach the
+        person without being recorded, and would go out again after a restart.
+        """
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         for channel in self.channels.values():
             try:
-                await channel.stop()  # type: ignore[attr-defined]
+                await channel.stop_receiving()
             except Exception:
                 _LOGGER.exception("Error while stopping a channel")
         await self.worker.stop()
+        for channel in self.channels.values():
+            try:
+                await channel.close()
+            except Exception:
+                _LOGGER.exception("Error while closing a channel")
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

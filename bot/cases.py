@@ -153,6 +153,18 @@ async def progress_made(session: AsyncSession, incident: Incident, now: datetime
     incident.reminded_at = None
 
 
+async def alert_unreachable(session: AsyncSession, key: str, now: datetime) -> None:
+    """An alert's recipient blocked the bot: escalate now, as if they had not acknowledged."""
+    if not key.startswith("alert:"):
+        return
+    incident = await session.get(Incident, int(key.split(":")[1]))
+    if incident is not None and incident.status == IncidentStatus.NEW:
+        await record(session, incident, "recipient_unreachable", now,
+                     person=int(key.split(":")[2]))
+        if incident.next_escalation_at is None or incident.next_escalation_at > now:
+            incident.next_escalation_at = now
+
+
 async def record(session: AsyncSession, incident: Incident, kind: str, now: datetime, *,
                  actor: Person | None = None, role: str = "system", **data: object) -> None:
     """Append one line to the case's timeline."""

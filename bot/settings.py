@@ -47,7 +47,8 @@ class Settings(BaseSettings):
     telegram_rate_per_second: float = 30.0
     telegram_chat_burst: int = 3
     telegram_group_per_minute: float = 20.0
-    outbox_max_attempts: int = 12
+    outbox_max_attempts: int = 100
+    outbox_give_up_hours: float = 24.0
     outbox_lease_seconds: float = 120.0
     # Registration.
     code_failures_allowed: int = 5

@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.channels.base import (
     Channel,
@@ -27,6 +28,7 @@ from storage.models import Account, Outbox, OutboxStatus
 
 _LOGGER = logging.getLogger(__name__)
 FATAL_PAUSE = timedelta(minutes=5)
+MAX_CHANNEL_PAUSE = 300.0  # while a messenger is down, probe it at least every 5 minutes
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class Claimed:
     account_id: int
     payload: dict[str, Any]
     attempts: int
+    key: str
+    created_at: datetime
 
 
 def backoff(attempts: int) -> float:
@@ -57,15 +61,19 @@ class DeliveryWorker:
         clock: Clock,
         *,
         concurrency: int = 8,
-        max_attempts: int = 12,
+        max_attempts: int = 100,
+        give_up_after: timedelta = timedelta(hours=24),
         lease_seconds: float = 120.0,
         poll_seconds: float = 2.0,
+        on_unreachable: Callable[[AsyncSession, str, datetime], Awaitable[None]] | None = None,
     ) -> None:
         self.sessions = sessions
         self.channels = channels
         self.clock = clock
         self.concurrency = max(1, concurrency)
         self.max_attempts = max_attempts
+        self.give_up_after = give_up_after
+        self.on_unreachable = on_unreachable
         self.lease = timedelta(seconds=lease_seconds)
         self.poll_seconds = poll_seconds
         self._wake = asyncio.Event()
@@ -73,6 +81,7 @@ class DeliveryWorker:
         self._loop_task: asyncio.Task[None] | None = None
         self._tasks: dict[asyncio.Task[None], Claimed] = {}
         self._paused: dict[str, datetime] = {}
+        self._failures: dict[str, int] = {}  # consecutive transient failures per channel
 
     def wake(self) -> None:
         """Look for due rows now (called after every commit that queued a message)."""
@@ -168,7 +177,8 @@ class DeliveryWorker:
                 row.lease_until = now + self.lease
                 row.attempts += 1
                 claimed.append(Claimed(row.id, row.channel, row.chat_id, row.account_id,
-                                       dict(row.payload), row.attempts))
+                                       dict(row.payload), row.attempts, row.idempotency_key,
+                                       row.created_at))
         return claimed
 
     async def _wait_seconds(self) -> float:
@@ -194,7 +204,14 @@ class DeliveryWorker:
             self._paused[row.channel] = self.clock.now() + timedelta(seconds=exc.retry_after)
             await self._retry(row, exc.retry_after, str(exc), counts=False)
         except TransientError as exc:
-            await self._retry(row, backoff(row.attempts), str(exc))
+            # The messenger is in trouble, not this message: pause the whole channel with a
+            # growing backoff, so when it recovers the queue drains in priority order.
+            failures = self._failures.get(row.channel, 0) + 1
+            self._failures[row.channel] = failures
+            pause = min(backoff(failures), MAX_CHANNEL_PAUSE)
+            self._paused[row.channel] = max(self._paused.get(row.channel, self.clock.now()),
+                                            self.clock.now() + timedelta(seconds=pause))
+            await self._retry(row, 0, str(exc))
         except Unreachable as exc:
             await self._dead(row, str(exc), unreachable=True)
         except PermanentError as exc:
@@ -207,6 +224,7 @@ class DeliveryWorker:
             _LOGGER.exception("Unexpected error sending outbox row %s", row.id)
             await self._retry(row, backoff(row.attempts), f"{type(exc).__name__}: {exc}")
         else:
+            self._failures[row.channel] = 0
             await self._mark_sent(row, message_id)
 
     def _mine(self, row: Claimed) -> Any:
@@ -223,7 +241,8 @@ class DeliveryWorker:
 
     async def _retry(self, row: Claimed, delay: float, error: str, counts: bool = True) -> None:
         now = self.clock.now()
-        if counts and row.attempts >= self.max_attempts:
+        too_old = now - row.created_at > self.give_up_after
+        if counts and (row.attempts >= self.max_attempts or too_old):
             await self._dead(row, f"gave up after {row.attempts} attempts: {error}")
             return
         _LOGGER.warning("Outbox row %s will be retried in %.0fs: %s", row.id, delay, error)
@@ -245,6 +264,8 @@ class DeliveryWorker:
             if unreachable:
                 await session.execute(update(Account).where(Account.id == row.account_id)
                                       .values(blocked_at=now))
+                if self.on_unreachable is not None:
+                    await self.on_unreachable(session, row.key, now)
 
     async def _release(self, rows: list[Claimed]) -> None:
         async with self.sessions() as session, session.begin():

@@ -7,7 +7,7 @@ while the process was down and acts on it once (the next deadline is then counte
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -18,7 +18,16 @@ from bot.clock import Clock
 from bot.i18n import Translator
 from bot.messages import Outbound
 from bot.settings import Settings
-from storage.models import Incident, IncidentStatus, Priority
+from storage.models import (
+    Area,
+    Incident,
+    IncidentStatus,
+    Outbox,
+    OutboxStatus,
+    Priority,
+    Role,
+    RoleAssignment,
+)
 
 _LOGGER = logging.getLogger(__name__)
 BATCH = 200
@@ -146,11 +155,55 @@ def _digest(t: Translator, items: list[Incident], now: datetime) -> str:
     return "\n".join(lines)
 
 
+DEAD_REPORT = "deadreport:"
+
+
+async def report_dead(sessions: async_sessionmaker, clock: Clock, settings: Settings) -> int:
+    """Tell the top-level admins, once, about messages that could not be delivered."""
+    now = clock.now()
+    async with sessions() as session, session.begin():
+        rows = list((await session.execute(
+            select(Outbox).where(Outbox.status == OutboxStatus.DEAD,
+                                 Outbox.reported_at.is_(None))
+            .order_by(Outbox.id).limit(BATCH).with_for_update(skip_locked=True))).scalars())
+        if not rows:
+            return 0
+        for row in rows:
+            row.reported_at = now
+        # A report about undeliverable reports would only loop.
+        rows = [r for r in rows if not r.idempotency_key.startswith(DEAD_REPORT)]
+        if not rows:
+            return 0
+        admins = await _top_admins(session)
+        reasons = Counter((r.last_error or "?").split(":")[0][:80] for r in rows)
+        alerts = sum(1 for r in rows if r.priority == Priority.ALERT)
+        for person_id in admins:
+            await cases.notify(
+                session, person_id, lambda t: Outbound(t(
+                    "dead.report", count=len(rows), alerts=alerts,
+                    reasons="; ".join(f"{reason} ({n})" for reason, n in reasons.most_common(5)))),
+                key=f"{DEAD_REPORT}{person_id}:{rows[0].id}-{rows[-1].id}", now=now,
+                default_language=settings.default_language, priority=Priority.NOTICE)
+        if not admins:
+            _LOGGER.error("%d message(s) undeliverable and no admin to tell", len(rows))
+        return len(rows)
+
+
+async def _top_admins(session: AsyncSession) -> list[int]:
+    """Admins of root areas (the committee at the top), else any admin."""
+    rows = (await session.execute(
+        select(RoleAssignment.person_id, Area.parent_id)
+        .join(Area, Area.id == RoleAssignment.area_id)
+        .where(RoleAssignment.role == Role.ADMIN))).all()
+    top = sorted({pid for pid, parent in rows if parent is None})
+    return top or sorted({pid for pid, _ in rows})
+
+
 async def tick(sessions: async_sessionmaker, clock: Clock, settings: Settings) -> dict[str, int]:
     """Run every clock-driven case rule once; return what each did."""
     done = {}
     for name, job in (("escalated", escalate_due), ("stalled", remind_stalled),
-                      ("overdue", remind_overdue)):
+                      ("overdue", remind_overdue), ("dead", report_dead)):
         try:
             done[name] = await job(sessions, clock, settings)
         except Exception:

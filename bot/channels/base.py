@@ -51,6 +51,18 @@ class Channel(Protocol):
         """Wait until the messenger's limits allow another message to chat_id."""
         ...
 
+    async def start(self) -> None:
+        """Log in and start receiving."""
+        ...
+
+    async def stop_receiving(self) -> None:
+        """Take no new updates; finish handling the ones already taken."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections (after the worker has finished its sends)."""
+        ...
+
 
 class RateLimits:
     """Leaky buckets: one for the whole bot, one per chat (and a slower one for groups)."""

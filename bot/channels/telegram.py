@@ -187,13 +187,16 @@ class TelegramChannel:
             )
             _LOGGER.info("Telegram long polling started")
 
-    async def stop(self) -> None:
-        """Stop receiving, finish handlers in flight, close connections."""
+    async def stop_receiving(self) -> None:
+        """Stop polling and finish the handlers already running."""
         updater = self.application.updater
         if updater is not None and updater.running:
             await updater.stop()
         if self.application.running:
             await self.application.stop()
+
+    async def close(self) -> None:
+        """Close the Bot API connections."""
         await self.application.shutdown()
 
     async def _on_update(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:

@@ -219,8 +219,8 @@ class ZaloChannel:
             return []
         return [web.post(self.settings.zalo_webhook_path, self.handle_webhook)]
 
-    async def stop(self) -> None:
-        """Stop polling, finish events being handled, close the HTTP client."""
+    async def stop_receiving(self) -> None:
+        """Stop polling and finish the events already taken."""
         self._stopping.set()
         if self._poller is not None:
             self._poller.cancel()
@@ -229,6 +229,9 @@ class ZaloChannel:
             self._poller = None
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def close(self) -> None:
+        """Close the HTTP client."""
         if self._http is not None:
             await self._http.close()
             self._http = None

@@ -32,6 +32,7 @@ class Fault:
     retry_after: int | None = None
     description: str = "scripted failure"
     hang: bool = False
+    chat_id: int | None = None  # only calls to this chat, when set
 
 
 @dataclass
@@ -48,6 +49,7 @@ class FakeTelegram:
     _runner: web.AppRunner | None = None
     _closing: asyncio.Event | None = None
     port: int = 0
+    send_latency: float = 0.0  # simulated network time per send, to have sends in flight
 
     @property
     def api_url(self) -> str:
@@ -77,10 +79,18 @@ class FakeTelegram:
     # ---- scripting -----------------------------------------------------------------------
 
     def fail(self, method: str, status: int, *, times: int = 1, retry_after: int | None = None,
-             description: str = "scripted failure") -> None:
-        """Answer the next `times` calls of method with an error."""
+             description: str = "scripted failure", chat_id: int | None = None) -> None:
+        """Answer the next `times` calls of method (to chat_id, if given) with an error."""
         self._faults.setdefault(method, []).append(
-            Fault(status, times, retry_after, description))
+            Fault(status, times, retry_after, description, chat_id=chat_id))
+
+    def outage(self, method: str = "sendMessage") -> None:
+        """Answer every call of method with 500 until restore()."""
+        self.fail(method, 500, times=10**9, description="Internal Server Error")
+
+    def restore(self) -> None:
+        """End every scripted failure."""
+        self._faults.clear()
 
     def hang(self, method: str, *, times: int = 1) -> None:
         """Never answer the next `times` calls of method (until the fake closes)."""
@@ -190,12 +200,13 @@ class FakeTelegram:
         try:
             if request.match_info["token"] != self.token:
                 return _error(401, "Unauthorized")
-            faults = self._faults.get(method)
+            faults = [f for f in self._faults.get(method, [])
+                      if f.chat_id is None or str(f.chat_id) == str(params.get("chat_id"))]
             if faults:
                 fault = faults[0]
                 fault.times -= 1
                 if fault.times <= 0:
-                    faults.pop(0)
+                    self._faults[method].remove(fault)
                 if fault.hang:
                     assert self._closing is not None
                     await self._closing.wait()
@@ -228,6 +239,8 @@ class FakeTelegram:
         return True
 
     async def api_sendMessage(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.send_latency:
+            await asyncio.sleep(self.send_latency)  # the fake's own network time
         return {"message_id": self._new_message_id(), "date": int(time.time()),
                 "chat": {"id": int(params["chat_id"]), "type": "private"},
                 "text": params.get("text", "")}
