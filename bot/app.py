@@ -10,6 +10,7 @@ from datetime import timedelta
 from aiohttp import web
 from sqlalchemy.dialects import postgresql, sqlite
 
+from bot.campaigns import QuietHours
 from bot.cases import alert_unreachable
 from bot.channels.base import Channel
 from bot.clock import Clock
@@ -56,11 +57,13 @@ class App:
         self.engine = db.create_engine(settings.database_url)
         self.sessions = db.sessionmaker(self.engine)
         self.channels: dict[str, Channel] = {}
+        self.quiet = QuietHours.parse(settings.quiet_hours, settings.tz)
         self.worker = DeliveryWorker(
             self.sessions, self.channels, self.clock,
             concurrency=settings.outbox_concurrency, max_attempts=settings.outbox_max_attempts,
             give_up_after=timedelta(hours=settings.outbox_give_up_hours),
-            lease_seconds=settings.outbox_lease_seconds, on_unreachable=alert_unreachable)
+            lease_seconds=settings.outbox_lease_seconds, on_unreachable=alert_unreachable,
+            quiet=self.quiet.is_quiet)
         self.dispatcher = Dispatcher(self.sessions, build_router(), settings, self.clock,
                                      on_commit=self.worker.wake)
         if settings.telegram_token is not None:
@@ -72,19 +75,36 @@ class App:
 
             self.channels["zalo"] = ZaloChannel(settings, self.handle_inbound)
         self.scheduler = build_scheduler(self.sessions, self.clock, settings.timezone,
-                                         settings.media_dir, self.tick,
-                                         settings.case_tick_seconds)
+                                         settings.media_dir, self.case_tick,
+                                         self.campaign_tick, settings.case_tick_seconds)
         self._runner: web.AppRunner | None = None
         self.http_port: int | None = None
 
     async def tick(self) -> dict[str, int]:
-        """Run the case clock once (escalations, reminders) and send what it queued."""
+        """Run the case clock and the campaign clock once; send what they queued."""
+        done = await self.case_tick()
+        done["campaign"] = await self.campaign_tick()
+        return done
+
+    async def case_tick(self) -> dict[str, int]:
+        """Run the case clock once (escalations, reminders, dead-message reports)."""
         from schedules.escalation import tick
 
         done = await tick(self.sessions, self.clock, self.settings)
         if any(done.values()):
             self.worker.wake()
         return done
+
+    async def campaign_tick(self) -> int:
+        """Open due campaign runs and queue their audience."""
+        from schedules.campaigns import campaign_tick
+
+        try:
+            return await campaign_tick(self.sessions, self.clock, self.settings, self.quiet,
+                                       self.worker.wake)
+        except Exception:
+            _LOGGER.exception("The campaign clock failed; it runs again next tick")
+            return 0
 
     async def handle_inbound(self, inbound: Inbound) -> None:
         """Feed one normalised message into the core."""

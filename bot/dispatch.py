@@ -312,4 +312,4 @@ class Dispatcher:
 
 # Choices valid from any message, even an old one: menus, language, and case actions
 # (alerts arrive outside any conversation; their handler checks who may act).
-GLOBAL_CHOICES = {"menu", "lang", "case", "alerts"}
+GLOBAL_CHOICES = {"menu", "lang", "case", "alerts", "topics", "camp"}

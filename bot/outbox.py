@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import case, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -44,20 +45,11 @@ def _insert(session: AsyncSession):
     return (postgresql if dialect == "postgresql" else sqlite).insert(Outbox)
 
 
-async def enqueue(
-    session: AsyncSession,
-    account: Account,
-    message: Outbound,
-    *,
-    key: str,
-    now: datetime,
-    priority: int = Priority.REPLY,
-) -> None:
-    """Queue message for account under an idempotency key; a repeated key is a no-op.
-
-    A text longer than the channel allows becomes several rows (``key#2`` …) so each part is
-    retried and recorded on its own; the choices ride on the last part.
-    """
+def outbox_rows(account: Account, message: Outbound, *, key: str, now: datetime,
+                priority: int = Priority.REPLY, due: datetime | None = None,
+                **extra: Any) -> list[dict[str, Any]]:
+    """Build the outbox rows for one message: several when the text exceeds the channel's limit
+    (``key#2`` …, so each part is retried and recorded on its own; choices ride on the last)."""
     message = adapt(message, account.channel)
     limit = CAPTION_LIMIT if message.media else TEXT_LIMITS.get(account.channel, 2000)
     parts = split_text(message.text, limit)
@@ -75,11 +67,33 @@ async def enqueue(
             "payload": payload,
             "status": OutboxStatus.PENDING,
             "attempts": 0,
-            "next_attempt_at": now,
+            "next_attempt_at": due or now,
             "created_at": now,
+            **extra,
         })
-    stmt = _insert(session).values(rows).on_conflict_do_nothing(index_elements=["idempotency_key"])
-    await session.execute(stmt)
+    return rows
+
+
+async def insert_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """Insert outbox rows; a row whose idempotency key exists already is skipped."""
+    if rows:
+        stmt = _insert(session).values(rows).on_conflict_do_nothing(
+            index_elements=["idempotency_key"])
+        await session.execute(stmt)
+
+
+async def enqueue(
+    session: AsyncSession,
+    account: Account,
+    message: Outbound,
+    *,
+    key: str,
+    now: datetime,
+    priority: int = Priority.REPLY,
+) -> None:
+    """Queue message for account under an idempotency key; a repeated key is a no-op."""
+    await insert_rows(session, outbox_rows(account, message, key=key, now=now,
+                                           priority=priority))
 
 
 async def preferred_account(session: AsyncSession, person_id: int) -> Account | None:

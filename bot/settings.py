@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -56,6 +57,7 @@ class Settings(BaseSettings):
     invite_default_expiry_days: int = 7
     media_dir: Path = Path("media")
     case_tick_seconds: float = 15.0
+    quiet_hours: str = "21:00-07:00"  # local time; awareness messages wait, alerts never do
     # Reports.
     report_limit_per_hour: int = 5
 
@@ -64,6 +66,13 @@ class Settings(BaseSettings):
     def _known_language(cls, value: str) -> str:
         if value not in LANGUAGES:
             raise ValueError(f"must be one of {', '.join(LANGUAGES)}")
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str) -> str:
+        if not re.match(r"^\s*\d{1,2}:\d{2}\s*-\s*\d{1,2}:\d{2}\s*$", value):
+            raise ValueError("write it as 21:00-07:00")
         return value
 
     @field_validator("timezone")

@@ -24,7 +24,7 @@ from bot.channels.base import (
 )
 from bot.clock import Clock
 from bot.messages import Outbound
-from storage.models import Account, Outbox, OutboxStatus
+from storage.models import Account, Outbox, OutboxStatus, Priority
 
 _LOGGER = logging.getLogger(__name__)
 FATAL_PAUSE = timedelta(minutes=5)
@@ -66,6 +66,7 @@ class DeliveryWorker:
         lease_seconds: float = 120.0,
         poll_seconds: float = 2.0,
         on_unreachable: Callable[[AsyncSession, str, datetime], Awaitable[None]] | None = None,
+        quiet: Callable[[datetime], bool] = lambda _now: False,
     ) -> None:
         self.sessions = sessions
         self.channels = channels
@@ -74,6 +75,7 @@ class DeliveryWorker:
         self.max_attempts = max_attempts
         self.give_up_after = give_up_after
         self.on_unreachable = on_unreachable
+        self.quiet = quiet
         self.lease = timedelta(seconds=lease_seconds)
         self.poll_seconds = poll_seconds
         self._wake = asyncio.Event()
@@ -161,6 +163,8 @@ class DeliveryWorker:
                 .limit(limit * 4 + len(busy_ids))
                 .with_for_update(skip_locked=True)
             )
+            if self.quiet(now):  # awareness messages wait for morning; alerts never wait
+                stmt = stmt.where(Outbox.priority < Priority.CAMPAIGN)
             rows = (await session.execute(stmt)).scalars().all()
             picked: list[Outbox] = []
             for row in rows:

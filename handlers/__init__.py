@@ -5,9 +5,18 @@ from bot.dispatch import Router
 
 def build_router() -> Router:
     """Compose every feature module's handlers into one router."""
-    from handlers import cases, common, duty, linking, registration, report
+    from handlers import (
+        campaigns,
+        cases,
+        common,
+        consent,
+        duty,
+        linking,
+        registration,
+        report,
+    )
 
     router = Router()
-    for module in (common, registration, report, cases, linking, duty):
+    for module in (common, registration, report, cases, linking, duty, consent, campaigns):
         module.register(router)
     return router

@@ -41,6 +41,10 @@ async def start(ctx: Context) -> None:
     if ctx.inbound.args:
         await registration.redeem(ctx, ctx.inbound.args[0])
         return
+    from handlers.consent import resume_if_stopped
+
+    if resume_if_stopped(ctx):
+        return
     if ctx.person and ctx.roles:
         ctx.clear()
         ctx.reply("welcome.registered", choices=main_menu(ctx))

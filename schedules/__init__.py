@@ -28,12 +28,17 @@ async def purge_seen_events(sessions: async_sessionmaker, clock: Clock) -> int:
 
 
 def build_scheduler(sessions: async_sessionmaker, clock: Clock, timezone: str,
-                    media_dir: Path, tick: Callable[[], Awaitable[object]],
+                    media_dir: Path, case_tick: Callable[[], Awaitable[object]],
+                    campaign_tick: Callable[[], Awaitable[object]],
                     tick_seconds: float) -> AsyncIOScheduler:
-    """Create the scheduler: the case clock (escalations, reminders) and housekeeping."""
+    """Create the scheduler: the case clock, the campaign clock, and housekeeping.
+
+    The two clocks are separate jobs so queueing a large campaign never delays an escalation.
+    """
     scheduler = AsyncIOScheduler(timezone=timezone)
-    scheduler.add_job(tick, "interval", seconds=tick_seconds, id="case-clock", coalesce=True,
-                      max_instances=1, misfire_grace_time=None)
+    for name, job in (("case-clock", case_tick), ("campaign-clock", campaign_tick)):
+        scheduler.add_job(job, "interval", seconds=tick_seconds, id=name, coalesce=True,
+                          max_instances=1, misfire_grace_time=None)
     scheduler.add_job(keep_remote_media, "interval", minutes=1, args=[sessions, media_dir],
                       id="keep-remote-media", coalesce=True, max_instances=1,
                       misfire_grace_time=300)

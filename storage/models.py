@@ -131,6 +131,11 @@ class Person(Base):
     language: Mapped[str | None] = mapped_column(String(8))
     alert_channel: Mapped[str | None] = mapped_column(String(16))
     off_duty_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Awareness messages: consent and preferences.
+    campaigns_stopped: Mapped[bool] = mapped_column(default=False, server_default="0")
+    topics_excluded: Mapped[list[str] | None] = mapped_column(JSON)
+    campaign_frequency: Mapped[str | None] = mapped_column(String(16))  # None = every message
+    last_campaign_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     accounts: Mapped[list[Account]] = relationship(back_populates="person")
@@ -277,6 +282,8 @@ class Outbox(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # dead: admins told
+    campaign_run_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    area_id: Mapped[int | None] = mapped_column(Integer)  # the recipient's area, for outreach
 
 
 class EscalationPolicy(Base):
@@ -287,6 +294,69 @@ class EscalationPolicy(Base):
     area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), primary_key=True)
     policy: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CampaignStatus(enum.StrEnum):
+    """A campaign's life."""
+
+    DRAFT = "draft"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    FINISHED = "finished"
+
+
+class Campaign(Base):
+    """Awareness messages to an audience, once or on a schedule."""
+
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default=CampaignStatus.DRAFT, index=True)
+    area_ids: Mapped[list[int]] = mapped_column(JSON)  # sub-areas included
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    school_levels: Mapped[list[str] | None] = mapped_column(JSON)
+    languages: Mapped[list[str] | None] = mapped_column(JSON)
+    content_ids: Mapped[list[str] | None] = mapped_column(JSON)  # rotated run by run
+    text_vi: Mapped[str | None] = mapped_column(Text)
+    text_en: Mapped[str | None] = mapped_column(Text)
+    image_url: Mapped[str | None] = mapped_column(String(500))
+    schedule: Mapped[str] = mapped_column(String(300))  # "once" | "cron: …" | "rrule: …"
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    runs_done: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_by_person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CampaignRun(Base):
+    """One sending of a campaign; it streams its audience and can resume where it stopped."""
+
+    __tablename__ = "campaign_runs"
+    __table_args__ = (UniqueConstraint("campaign_id", "scheduled_for"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id"), index=True)
+    scheduled_for: Mapped[datetime] = mapped_column(UTCDateTime())
+    content_id: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="running", index=True)
+    cursor: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # last person id
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class CampaignRunArea(Base):
+    """Per run and area: who was targeted, and who could not or would not be reached."""
+
+    __tablename__ = "campaign_run_areas"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("campaign_runs.id"), primary_key=True)
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), primary_key=True)
+    targeted: Mapped[int] = mapped_column(Integer, default=0)
+    opted_out: Mapped[int] = mapped_column(Integer, default=0)
+    unreachable: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class KeyValue(Base):

@@ -1,0 +1,427 @@
+"""Awareness campaigns: schedules, quiet hours, the audience streamed in batches, statistics."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.triggers.cron import CronTrigger
+from dateutil.rrule import rrulestr
+from sqlalchemy import func, select, union_all, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.content import Item, library
+from bot.i18n import Translator
+from bot.messages import Media, Outbound
+from bot.outbox import insert_rows, outbox_rows
+from storage.models import (
+    Account,
+    Area,
+    Campaign,
+    CampaignRun,
+    CampaignRunArea,
+    CampaignStatus,
+    Outbox,
+    OutboxStatus,
+    Person,
+    Priority,
+    Role,
+    RoleAssignment,
+    School,
+)
+
+_LOGGER = logging.getLogger(__name__)
+BATCH = 1000
+MONTHLY = timedelta(days=28)
+_HHMM = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
+class ScheduleError(ValueError):
+    """A schedule that cannot be read."""
+
+
+def validate_schedule(schedule: str) -> None:
+    """Check that a schedule string can be used ("once", "cron: …" or "rrule: …")."""
+    kind, _, spec = schedule.partition(":")
+    kind = kind.strip().lower()
+    try:
+        if kind == "once" and not spec.strip():
+            return
+        if kind == "cron":
+            CronTrigger.from_crontab(spec.strip())
+            return
+        if kind == "rrule":
+            rrulestr(spec.strip())
+            return
+    except (ValueError, TypeError) as exc:
+        raise ScheduleError(f"cannot read the schedule {schedule!r}: {exc}") from exc
+    raise ScheduleError(f"schedule must be 'once', 'cron: …' or 'rrule: …', not {schedule!r}")
+
+
+def next_run(schedule: str, after: datetime, starts_at: datetime, tz: ZoneInfo) -> datetime | None:
+    """Return the first run strictly after `after` (None when the schedule has no more)."""
+    kind, _, spec = schedule.partition(":")
+    kind = kind.strip().lower()
+    floor = max(after, starts_at - timedelta(seconds=1))
+    if kind == "once":
+        return starts_at if starts_at > after else None
+    if kind == "cron":
+        trigger = CronTrigger.from_crontab(spec.strip(), timezone=tz)
+        fire = trigger.get_next_fire_time(None, floor + timedelta(seconds=1))
+        return fire.astimezone(starts_at.tzinfo) if fire else None
+    rule = rrulestr(spec.strip(), dtstart=starts_at.astimezone(tz).replace(microsecond=0))
+    fire = rule.after(floor.astimezone(tz), inc=False)
+    return fire.astimezone(starts_at.tzinfo) if fire else None
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """Local hours when awareness messages wait (alerts never do)."""
+
+    start: time
+    end: time
+    tz: ZoneInfo
+
+    @classmethod
+    def parse(cls, text: str, tz: ZoneInfo) -> QuietHours:
+        """Read '21:00-07:00'."""
+        match = _HHMM.match(text)
+        if not match:
+            raise ValueError(f"quiet hours must look like 21:00-07:00, not {text!r}")
+        h1, m1, h2, m2 = map(int, match.groups())
+        return cls(time(h1, m1), time(h2, m2), tz)
+
+    def is_quiet(self, when: datetime) -> bool:
+        """Tell whether when falls in the quiet hours."""
+        local = when.astimezone(self.tz).time()
+        if self.start == self.end:
+            return False
+        if self.start < self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+    def next_allowed(self, when: datetime) -> datetime:
+        """Return when itself, or the end of the quiet hours it falls in."""
+        if not self.is_quiet(when):
+            return when
+        local = when.astimezone(self.tz)
+        end = local.replace(hour=self.end.hour, minute=self.end.minute, second=0,
+                            microsecond=0)
+        if end <= local:
+            end += timedelta(days=1)
+        return end.astimezone(when.tzinfo)
+
+
+async def subtree(session: AsyncSession, roots: list[int]) -> list[int]:
+    """Return the given areas and every area below them."""
+    rows = (await session.execute(select(Area.id, Area.parent_id))).all()
+    children: dict[int | None, list[int]] = defaultdict(list)
+    for area_id, parent_id in rows:
+        children[parent_id].append(area_id)
+    found: set[int] = set()
+    stack = list(roots)
+    while stack:
+        current = stack.pop()
+        if current not in found:
+            found.add(current)
+            stack.extend(children.get(current, []))
+    return sorted(found)
+
+
+def _audience(campaign: Campaign, areas: list[int]) -> Any:
+    """(person id, area id) for everyone the campaign's filters select, as a subquery."""
+    parts = []
+    school_roles = [r for r in campaign.roles if r in (Role.PARENT, Role.LIAISON)]
+    if school_roles:
+        q = (select(RoleAssignment.person_id.label("pid"), School.area_id.label("aid"))
+             .join(School, School.id == RoleAssignment.school_id)
+             .where(RoleAssignment.role.in_(school_roles), School.area_id.in_(areas)))
+        if campaign.school_levels:
+            q = q.where(School.level.in_(campaign.school_levels))
+        parts.append(q)
+    area_roles = [r for r in campaign.roles if r in (Role.OFFICER, Role.ADMIN)]
+    if area_roles:
+        parts.append(select(RoleAssignment.person_id.label("pid"),
+                            RoleAssignment.area_id.label("aid"))
+                     .where(RoleAssignment.role.in_(area_roles),
+                            RoleAssignment.area_id.in_(areas)))
+    if not parts:
+        raise ValueError("a campaign needs at least one role")
+    return (parts[0] if len(parts) == 1 else union_all(*parts)).subquery()
+
+
+def _language_ok(campaign: Campaign, person: Person, default: str) -> bool:
+    return not campaign.languages or (person.language or default) in campaign.languages
+
+
+@dataclass
+class Reach:
+    """How many people a campaign would reach now."""
+
+    targeted: int = 0
+    reachable: int = 0
+    opted_out: int = 0
+
+
+async def reach(session: AsyncSession, campaign: Campaign, default_language: str) -> Reach:
+    """Count the audience, streaming it in batches like a real run would."""
+    areas = await subtree(session, campaign.area_ids)
+    result = Reach()
+    cursor = 0
+    while True:
+        batch = await _batch(session, campaign, areas, cursor)
+        if not batch:
+            return result
+        cursor = batch[-1][0]
+        people, accounts = await _people_and_accounts(session, [pid for pid, _ in batch])
+        for pid, _area in batch:
+            person = people[pid]
+            if not _language_ok(campaign, person, default_language):
+                continue
+            result.targeted += 1
+            if person.campaigns_stopped:
+                result.opted_out += 1
+            elif pid in accounts:
+                result.reachable += 1
+
+
+async def _batch(session: AsyncSession, campaign: Campaign, areas: list[int],
+                 cursor: int) -> list[tuple[int, int]]:
+    audience = _audience(campaign, areas)
+    rows = await session.execute(
+        select(audience.c.pid, func.min(audience.c.aid)).where(audience.c.pid > cursor)
+        .group_by(audience.c.pid).order_by(audience.c.pid).limit(BATCH))
+    return [(pid, aid) for pid, aid in rows.all()]
+
+
+async def _people_and_accounts(session: AsyncSession, ids: list[int]
+                               ) -> tuple[dict[int, Person], dict[int, Account]]:
+    people = {p.id: p for p in (await session.execute(
+        select(Person).where(Person.id.in_(ids)).execution_options(populate_existing=False)
+    )).scalars()}
+    accounts: dict[int, Account] = {}
+    rows = (await session.execute(
+        select(Account).where(Account.person_id.in_(ids), Account.blocked_at.is_(None))
+        .order_by(Account.person_id, Account.last_seen_at.desc().nulls_last(), Account.id)
+    )).scalars()
+    for account in rows:
+        assert account.person_id is not None
+        person = people.get(account.person_id)
+        current = accounts.get(account.person_id)
+        if current is None or (person is not None and person.alert_channel == account.channel
+                               and current.channel != account.channel):
+            accounts[account.person_id] = account
+    return people, accounts
+
+
+def content_for_run(campaign: Campaign, run_number: int) -> Item | None:
+    """The library item for the n-th run (rotating), or None for custom text."""
+    if not campaign.content_ids:
+        return None
+    return library()[campaign.content_ids[run_number % len(campaign.content_ids)]]
+
+
+def message_for(campaign: Campaign, item: Item | None, language: str) -> Outbound:
+    """Compose the message as one person will read it, with how to stop."""
+    t = Translator(language)
+    if item is not None:
+        body, image = item.text(language), item.image or campaign.image_url
+    else:
+        own = campaign.text_en if language == "en" else campaign.text_vi
+        body, image = own or campaign.text_vi or campaign.text_en or "", campaign.image_url
+    media = Media("photo", image, "web") if image else None
+    return Outbound(f"{body}\n\n{t('campaign.footer')}", media=media, language=language)
+
+
+def _skip_reason(person: Person, item: Item | None, now: datetime) -> str | None:
+    if person.campaigns_stopped:
+        return "stopped"
+    if item is not None and item.topic in (person.topics_excluded or []):
+        return "topic"
+    if person.campaign_frequency == "monthly" and person.last_campaign_at is not None \
+            and now - person.last_campaign_at < MONTHLY:
+        return "frequency"
+    return None
+
+
+@dataclass
+class BatchResult:
+    """What one batch of a run did."""
+
+    queued: int = 0
+    done: bool = False
+    counts: dict[int, list[int]] = field(default_factory=dict)
+
+
+async def queue_batch(session: AsyncSession, run: CampaignRun, campaign: Campaign, *,
+                      now: datetime, quiet: QuietHours, default_language: str) -> BatchResult:
+    """Queue the next batch of a run, in the caller's transaction, and move its cursor.
+
+    The cursor and the outbox rows commit together, and every row's key names the run and the
+    person, so a run resumed after a crash neither skips nor repeats anyone.
+    """
+    areas = await subtree(session, campaign.area_ids)
+    batch = await _batch(session, campaign, areas, run.cursor)
+    result = BatchResult()
+    if not batch:
+        result.done = True
+        return result
+    people, accounts = await _people_and_accounts(session, [pid for pid, _ in batch])
+    item = library().get(run.content_id) if run.content_id else None
+    due = quiet.next_allowed(now)
+    rows: list[dict[str, Any]] = []
+    stamped: list[int] = []
+    counts: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0])  # targeted, opted out, unreach
+    messages: dict[str, Outbound] = {}
+    for pid, area_id in batch:
+        person = people[pid]
+        if not _language_ok(campaign, person, default_language):
+            continue
+        counts[area_id][0] += 1
+        if _skip_reason(person, item, now):
+            counts[area_id][1] += 1
+            continue
+        account = accounts.get(pid)
+        if account is None:
+            counts[area_id][2] += 1
+            continue
+        language = person.language or account.language or default_language
+        message = messages.get(language) or messages.setdefault(
+            language, message_for(campaign, item, language))
+        rows += outbox_rows(account, message, key=f"campaign:{run.id}:{pid}", now=now,
+                            priority=Priority.CAMPAIGN, due=due, campaign_run_id=run.id,
+                            area_id=area_id)
+        stamped.append(pid)
+    await insert_rows(session, rows)
+    if stamped:
+        await session.execute(update(Person).where(Person.id.in_(stamped))
+                              .values(last_campaign_at=now))
+    await _add_counts(session, run.id, counts)
+    run.cursor = batch[-1][0]
+    result.queued = len(stamped)
+    result.counts = dict(counts)
+    return result
+
+
+async def _add_counts(session: AsyncSession, run_id: int,
+                      counts: dict[int, list[int]]) -> None:
+    if not counts:
+        return
+    existing = {row.area_id: row for row in (await session.execute(
+        select(CampaignRunArea).where(CampaignRunArea.run_id == run_id,
+                                      CampaignRunArea.area_id.in_(list(counts))))).scalars()}
+    for area_id, (targeted, opted_out, unreachable) in counts.items():
+        row = existing.get(area_id)
+        if row is None:
+            session.add(CampaignRunArea(run_id=run_id, area_id=area_id, targeted=targeted,
+                                        opted_out=opted_out, unreachable=unreachable))
+        else:
+            row.targeted += targeted
+            row.opted_out += opted_out
+            row.unreachable += unreachable
+
+
+async def start_due_runs(session: AsyncSession, now: datetime, tz: ZoneInfo) -> list[int]:
+    """Open a run for every active campaign whose time has come; schedule its next one.
+
+    A run missed during downtime is opened once (for its scheduled time), never once per
+    missed occurrence; the unique (campaign, scheduled_for) stops a second opening.
+    """
+    opened = []
+    campaigns = (await session.execute(
+        select(Campaign).where(Campaign.status == CampaignStatus.ACTIVE,
+                               Campaign.next_run_at <= now)
+        .with_for_update(skip_locked=True))).scalars().all()
+    for campaign in campaigns:
+        scheduled = campaign.next_run_at
+        assert scheduled is not None
+        item = content_for_run(campaign, campaign.runs_done)
+        run = CampaignRun(campaign_id=campaign.id, scheduled_for=scheduled,
+                          content_id=item.id if item else None, status="running", cursor=0,
+                          started_at=now)
+        session.add(run)
+        await session.flush()
+        opened.append(run.id)
+        campaign.runs_done += 1
+        upcoming = next_run(campaign.schedule, max(now, scheduled), campaign.starts_at, tz)
+        if upcoming is not None and campaign.ends_at is not None and upcoming > campaign.ends_at:
+            upcoming = None
+        campaign.next_run_at = upcoming
+        if upcoming is None:
+            campaign.status = CampaignStatus.FINISHED
+    return opened
+
+
+def activate(campaign: Campaign, now: datetime, tz: ZoneInfo) -> None:
+    """Start (or restart) a campaign: compute its first run from now."""
+    campaign.status = CampaignStatus.ACTIVE
+    if campaign.next_run_at is not None:
+        return  # resumed: a run missed while paused opens once, right away
+    if campaign.schedule.strip().lower() == "once":
+        campaign.next_run_at = campaign.starts_at if campaign.runs_done == 0 else None
+    else:
+        campaign.next_run_at = next_run(campaign.schedule, now, campaign.starts_at, tz)
+    if campaign.next_run_at is None:
+        campaign.status = CampaignStatus.FINISHED
+
+
+async def hold(session: AsyncSession, campaign_id: int, *, release: bool) -> int:
+    """Hold a campaign's unsent messages (pause), or release them (resume)."""
+    runs = select(CampaignRun.id).where(CampaignRun.campaign_id == campaign_id)
+    before, after = (OutboxStatus.PENDING, "held") if not release else ("held",
+                                                                         OutboxStatus.PENDING)
+    result = await session.execute(update(Outbox).where(
+        Outbox.campaign_run_id.in_(runs), Outbox.status == before).values(status=after))
+    return result.rowcount or 0
+
+
+async def drop_unsent(session: AsyncSession, campaign_id: int, now: datetime) -> int:
+    """Cancel a campaign's unsent messages (they are not failures: nobody is told)."""
+    runs = select(CampaignRun.id).where(CampaignRun.campaign_id == campaign_id)
+    result = await session.execute(update(Outbox).where(
+        Outbox.campaign_run_id.in_(runs), Outbox.status.in_([OutboxStatus.PENDING, "held"])
+    ).values(status=OutboxStatus.DEAD, last_error="campaign cancelled", reported_at=now))
+    await session.execute(update(CampaignRun).where(
+        CampaignRun.campaign_id == campaign_id, CampaignRun.status == "running"
+    ).values(status="cancelled", finished_at=now))
+    return result.rowcount or 0
+
+
+@dataclass
+class AreaStats:
+    """Outreach of one run in one area."""
+
+    targeted: int = 0
+    sent: int = 0
+    failed: int = 0
+    unreachable: int = 0
+    opted_out: int = 0
+    waiting: int = 0
+
+
+async def run_stats(session: AsyncSession, run_id: int) -> dict[str, AreaStats]:
+    """Per area code: targeted, sent, failed, unreachable, opted out, still waiting."""
+    codes = dict((await session.execute(select(Area.id, Area.code))).all())
+    stats: dict[str, AreaStats] = defaultdict(AreaStats)
+    for row in (await session.execute(
+            select(CampaignRunArea).where(CampaignRunArea.run_id == run_id))).scalars():
+        s = stats[codes.get(row.area_id, str(row.area_id))]
+        s.targeted, s.opted_out, s.unreachable = row.targeted, row.opted_out, row.unreachable
+    rows = await session.execute(
+        select(Outbox.area_id, Outbox.status, func.count()).where(
+            Outbox.campaign_run_id == run_id, ~Outbox.idempotency_key.like("%#%"))
+        .group_by(Outbox.area_id, Outbox.status))
+    for area_id, status, n in rows.all():
+        s = stats[codes.get(area_id, str(area_id))]
+        if status == OutboxStatus.SENT:
+            s.sent += n
+        elif status == OutboxStatus.DEAD:
+            s.failed += n
+        else:
+            s.waiting += n
+    return dict(sorted(stats.items()))

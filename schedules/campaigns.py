@@ -1,0 +1,49 @@
+"""The campaign clock: open due runs, then queue their audience batch by batch."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import async_sessionmaker
+
+from bot.campaigns import QuietHours, queue_batch, start_due_runs
+from bot.clock import Clock
+from bot.settings import Settings
+from storage.models import Campaign, CampaignRun, CampaignStatus
+
+_LOGGER = logging.getLogger(__name__)
+
+
+async def campaign_tick(sessions: async_sessionmaker, clock: Clock, settings: Settings,
+                        quiet: QuietHours, wake: Callable[[], None] = lambda: None) -> int:
+    """Open due runs and queue every running run to the end; return how many were queued.
+
+    Each batch is its own transaction (rows and cursor together), and the worker is woken
+    after each, so sending starts while the rest of the audience is still being queued.
+    """
+    now = clock.now()
+    async with sessions() as session, session.begin():
+        opened = await start_due_runs(session, now, settings.tz)
+    if opened:
+        _LOGGER.info("Opened %d campaign run(s)", len(opened))
+    queued = 0
+    while True:
+        async with sessions() as session, session.begin():
+            row = (await session.execute(
+                select(CampaignRun, Campaign).join(Campaign, Campaign.id == CampaignRun.campaign_id)
+                .where(CampaignRun.status == "running",
+                       Campaign.status.in_([CampaignStatus.ACTIVE, CampaignStatus.FINISHED]))
+                .order_by(CampaignRun.id).limit(1)
+                .with_for_update(skip_locked=True, of=CampaignRun))).first()
+            if row is None:
+                return queued
+            run, campaign = row
+            result = await queue_batch(session, run, campaign, now=clock.now(), quiet=quiet,
+                                       default_language=settings.default_language)
+            queued += result.queued
+            if result.done:
+                run.status = "done"
+                run.finished_at = clock.now()
+        wake()
