@@ -42,13 +42,23 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
         kwargs.setdefault("pool_pre_ping", True)
     engine = create_async_engine(url, **kwargs)
     if is_sqlite:
+        # Concurrent writers on one SQLite file (the worker, the dispatcher, the clocks): the
+        # driver's implicit BEGIN lets a transaction read first and then fail to upgrade its
+        # stale snapshot to a write. Taking the write lock at BEGIN makes writers queue on the
+        # busy timeout instead (SQLAlchemy's documented recipe for pysqlite/aiosqlite).
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None
             cursor = dbapi_conn.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _sqlite_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
