@@ -43,6 +43,7 @@ class Claimed:
     attempts: int
     key: str
     created_at: datetime
+    priority: int
 
 
 def backoff(attempts: int) -> float:
@@ -82,11 +83,16 @@ class DeliveryWorker:
         self._stopping = False
         self._loop_task: asyncio.Task[None] | None = None
         self._tasks: dict[asyncio.Task[None], Claimed] = {}
+        self._ready: list[Claimed] = []  # claimed (leased) but not started: never sent yet
+        self._kicked = True  # new rows were committed since the last claim
         self._paused: dict[str, datetime] = {}
         self._failures: dict[str, int] = {}  # consecutive transient failures per channel
+        self._marks: list[tuple[Claimed, str, asyncio.Future[None]]] = []
+        self._marking: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         """Look for due rows now (called after every commit that queued a message)."""
+        self._kicked = True
         self._wake.set()
 
     async def start(self) -> None:
@@ -101,30 +107,46 @@ class DeliveryWorker:
         if self._loop_task is not None:
             await self._loop_task
             self._loop_task = None
+        unfinished, self._ready = list(self._ready), []
         if self._tasks:
             _done, pending = await asyncio.wait(list(self._tasks), timeout=drain_seconds)
-            unfinished = [self._tasks[t] for t in pending]
+            unfinished += [self._tasks[t] for t in pending]
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-            if unfinished:
-                await self._release(unfinished)
+        if unfinished:
+            await self._release(unfinished)
 
     async def _run(self) -> None:
         while not self._stopping:
             self._wake.clear()
-            free = self.concurrency - len(self._tasks)
+            # Keep a small buffer of claimed rows (twice the concurrency): one claim serves
+            # many sends. Top it up when new work was committed or when it runs low.
+            room = 2 * self.concurrency - len(self._ready) - len(self._tasks)
             claimed: list[Claimed] = []
-            if free > 0:
+            if room > 0 and (self._kicked or room >= max(1, self.concurrency // 2)):
+                self._kicked = False
                 try:
-                    claimed = await self._claim(free)
+                    claimed = await self._claim(room)
                 except Exception:
                     _LOGGER.exception("Could not claim outbox rows; retrying")
-            for row in claimed:
+                self._ready = sorted(self._ready + claimed, key=lambda c: (c.priority, c.id))
+            paused = set(self._active_paused(self.clock.now()))
+            if paused and any(r.channel in paused for r in self._ready):
+                # The channel is down: hand its claimed rows back, so that when it returns
+                # the queue is drained in priority order (and other instances may take them).
+                back = [r for r in self._ready if r.channel in paused]
+                self._ready = [r for r in self._ready if r.channel not in paused]
+                try:
+                    await self._release(back)
+                except Exception:
+                    _LOGGER.exception("Could not hand back claimed rows; their lease will")
+            while self._ready and len(self._tasks) < self.concurrency:
+                row = self._ready.pop(0)
                 task = asyncio.create_task(self._deliver(row))
                 self._tasks[task] = row
                 task.add_done_callback(self._finished)
-            if claimed and len(claimed) == free:
+            if claimed and len(claimed) == room:
                 continue  # there may be more waiting
             try:
                 timeout = await self._wait_seconds()
@@ -144,8 +166,9 @@ class DeliveryWorker:
 
     async def _claim(self, limit: int) -> list[Claimed]:
         now = self.clock.now()
-        busy_chats = {(c.channel, c.chat_id) for c in self._tasks.values()}
-        busy_ids = {c.id for c in self._tasks.values()}
+        holding = [*self._tasks.values(), *self._ready]
+        busy_chats = {(c.channel, c.chat_id) for c in holding}
+        busy_ids = {c.id for c in holding}
         channels = [c for c in self.channels if c not in self._active_paused(now)]
         if not channels:
             return []
@@ -182,7 +205,7 @@ class DeliveryWorker:
                 row.attempts += 1
                 claimed.append(Claimed(row.id, row.channel, row.chat_id, row.account_id,
                                        dict(row.payload), row.attempts, row.idempotency_key,
-                                       row.created_at))
+                                       row.created_at, row.priority))
         return claimed
 
     async def _wait_seconds(self) -> float:
@@ -237,11 +260,35 @@ class DeliveryWorker:
                     Outbox.attempts == row.attempts)
 
     async def _mark_sent(self, row: Claimed, message_id: str) -> None:
-        now = self.clock.now()
-        async with self.sessions() as session, session.begin():
-            await session.execute(update(Outbox).where(self._mine(row)).values(
-                status=OutboxStatus.SENT, provider_message_id=message_id, sent_at=now,
-                lease_until=None, last_error=None))
+        """Record a send; marks that finish together share one commit (group commit).
+
+        The task keeps its slot until its mark is committed, so at most `concurrency`
+        messages are ever sent-but-unrecorded: the crash duplicate bound is unchanged.
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._marks.append((row, message_id, done))
+        if self._marking is None or self._marking.done():
+            self._marking = asyncio.create_task(self._flush_marks())
+        await done
+
+    async def _flush_marks(self) -> None:
+        while self._marks:
+            batch, self._marks = self._marks, []
+            try:
+                now = self.clock.now()
+                async with self.sessions() as session, session.begin():
+                    for row, message_id, _ in batch:
+                        await session.execute(update(Outbox).where(self._mine(row)).values(
+                            status=OutboxStatus.SENT, provider_message_id=message_id,
+                            sent_at=now, lease_until=None, last_error=None))
+            except Exception as exc:
+                for _, _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for _, _, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
     async def _retry(self, row: Claimed, delay: float, error: str, counts: bool = True) -> None:
         now = self.clock.now()
