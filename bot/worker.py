@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.channels.base import (
@@ -173,22 +173,24 @@ class DeliveryWorker:
         if not channels:
             return []
         async with self.sessions() as session, session.begin():
-            stmt = (
-                select(Outbox)
-                .where(
-                    Outbox.channel.in_(channels),
-                    or_(
-                        and_(Outbox.status == OutboxStatus.PENDING, Outbox.next_attempt_at <= now),
-                        and_(Outbox.status == OutboxStatus.SENDING, Outbox.lease_until < now),
-                    ),
-                )
-                .order_by(Outbox.priority, Outbox.id)
-                .limit(limit * 4 + len(busy_ids))
-                .with_for_update(skip_locked=True)
-            )
+            # Two index-ordered queries instead of one OR: due rows walk the (status,
+            # priority, id) index and stop after `want` rows; expired leases are few.
+            want = limit * 4 + len(busy_ids)
+            due = (select(Outbox)
+                   .where(Outbox.status == OutboxStatus.PENDING, Outbox.next_attempt_at <= now,
+                          Outbox.channel.in_(channels))
+                   .order_by(Outbox.priority, Outbox.id).limit(want)
+                   .with_for_update(skip_locked=True))
             if self.quiet(now):  # awareness messages wait for morning; alerts never wait
-                stmt = stmt.where(Outbox.priority < Priority.CAMPAIGN)
-            rows = (await session.execute(stmt)).scalars().all()
+                due = due.where(Outbox.priority < Priority.CAMPAIGN)
+            expired = (select(Outbox)
+                       .where(Outbox.status == OutboxStatus.SENDING, Outbox.lease_until < now,
+                              Outbox.channel.in_(channels))
+                       .order_by(Outbox.priority, Outbox.id).limit(want)
+                       .with_for_update(skip_locked=True))
+            found = {row.id: row for q in (expired, due)
+                     for row in (await session.execute(q)).scalars()}
+            rows = sorted(found.values(), key=lambda r: (r.priority, r.id))
             picked: list[Outbox] = []
             for row in rows:
                 key = (row.channel, row.chat_id)

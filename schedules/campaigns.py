@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -14,6 +15,7 @@ from bot.settings import Settings
 from storage.models import Campaign, CampaignRun, CampaignStatus
 
 _LOGGER = logging.getLogger(__name__)
+BREATHER = 0.05  # seconds between batches of 1,000
 
 
 async def campaign_tick(sessions: async_sessionmaker, clock: Clock, settings: Settings,
@@ -47,3 +49,6 @@ async def campaign_tick(sessions: async_sessionmaker, clock: Clock, settings: Se
                 run.status = "done"
                 run.finished_at = clock.now()
         wake()
+        # Let alerts and replies take the database between batches: SQLite's lock is not
+        # fair, and an immediate next batch would keep interactive writers waiting.
+        await asyncio.sleep(BREATHER)

@@ -264,7 +264,12 @@ class Outbox(Base):
     """A message to send; written in the same transaction as the change it announces."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "priority", "next_attempt_at"),)
+    __table_args__ = (
+        # Claiming walks pending rows in priority order; never a sort of the whole queue.
+        Index("ix_outbox_claim", "status", "priority", "id"),
+        Index("ix_outbox_next", "status", "next_attempt_at"),
+        Index("ix_outbox_lease", "status", "lease_until"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)

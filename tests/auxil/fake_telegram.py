@@ -50,6 +50,8 @@ class FakeTelegram:
     _closing: asyncio.Event | None = None
     port: int = 0
     send_latency: float = 0.0  # simulated network time per send, to have sends in flight
+    sent_total: int = 0  # successful sends, counted as they happen (cheap to poll)
+    sent_per_chat: dict[int, int] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
@@ -220,6 +222,9 @@ class FakeTelegram:
             result = await handler(params)
             if method.startswith("send"):
                 params["_ok"] = True
+                self.sent_total += 1
+                chat = int(params["chat_id"])
+                self.sent_per_chat[chat] = self.sent_per_chat.get(chat, 0) + 1
             return web.json_response({"ok": True, "result": result})
         finally:
             await self._notify()
