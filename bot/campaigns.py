@@ -155,7 +155,7 @@ def _audience(campaign: Campaign, areas: list[int]) -> Any:
     return (parts[0] if len(parts) == 1 else union_all(*parts)).subquery()
 
 
-def _language_ok(campaign: Campaign, person: Person, default: str) -> bool:
+def _language_ok(campaign: Campaign, person: Any, default: str) -> bool:
     return not campaign.languages or (person.language or default) in campaign.languages
 
 
@@ -200,17 +200,20 @@ async def _batch(session: AsyncSession, campaign: Campaign, areas: list[int],
 
 
 async def _people_and_accounts(session: AsyncSession, ids: list[int]
-                               ) -> tuple[dict[int, Person], dict[int, Account]]:
-    people = {p.id: p for p in (await session.execute(
-        select(Person).where(Person.id.in_(ids)).execution_options(populate_existing=False)
-    )).scalars()}
-    accounts: dict[int, Account] = {}
+                               ) -> tuple[dict[int, Any], dict[int, Any]]:
+    """Load what a batch needs as plain rows: no ORM objects, no relationship loading."""
+    people = {row.id: row for row in (await session.execute(
+        select(Person.id, Person.language, Person.alert_channel, Person.campaigns_stopped,
+               Person.topics_excluded, Person.campaign_frequency, Person.last_campaign_at)
+        .where(Person.id.in_(ids)))).all()}
+    accounts: dict[int, Any] = {}
     rows = (await session.execute(
-        select(Account).where(Account.person_id.in_(ids), Account.blocked_at.is_(None))
+        select(Account.id, Account.person_id, Account.channel, Account.external_id,
+               Account.language)
+        .where(Account.person_id.in_(ids), Account.blocked_at.is_(None))
         .order_by(Account.person_id, Account.last_seen_at.desc().nulls_last(), Account.id)
-    )).scalars()
+    )).all()
     for account in rows:
-        assert account.person_id is not None
         person = people.get(account.person_id)
         current = accounts.get(account.person_id)
         if current is None or (person is not None and person.alert_channel == account.channel
@@ -238,7 +241,7 @@ def message_for(campaign: Campaign, item: Item | None, language: str) -> Outboun
     return Outbound(f"{body}\n\n{t('campaign.footer')}", media=media, language=language)
 
 
-def _skip_reason(person: Person, item: Item | None, now: datetime) -> str | None:
+def _skip_reason(person: Any, item: Item | None, now: datetime) -> str | None:
     if person.campaigns_stopped:
         return "stopped"
     if item is not None and item.topic in (person.topics_excluded or []):

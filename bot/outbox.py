@@ -45,11 +45,13 @@ def _insert(session: AsyncSession):
     return (postgresql if dialect == "postgresql" else sqlite).insert(Outbox)
 
 
-def outbox_rows(account: Account, message: Outbound, *, key: str, now: datetime,
+def outbox_rows(account: Any, message: Outbound, *, key: str, now: datetime,
                 priority: int = Priority.REPLY, due: datetime | None = None,
                 **extra: Any) -> list[dict[str, Any]]:
     """Build the outbox rows for one message: several when the text exceeds the channel's limit
-    (``key#2`` …, so each part is retried and recorded on its own; choices ride on the last)."""
+    (``key#2`` …, so each part is retried and recorded on its own; choices ride on the last).
+
+    account is an Account or any row with id, channel and external_id."""
     message = adapt(message, account.channel)
     limit = CAPTION_LIMIT if message.media else TEXT_LIMITS.get(account.channel, 2000)
     parts = split_text(message.text, limit)
@@ -77,9 +79,8 @@ def outbox_rows(account: Account, message: Outbound, *, key: str, now: datetime,
 async def insert_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Insert outbox rows; a row whose idempotency key exists already is skipped."""
     if rows:
-        stmt = _insert(session).values(rows).on_conflict_do_nothing(
-            index_elements=["idempotency_key"])
-        await session.execute(stmt)
+        stmt = _insert(session).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        await session.execute(stmt, rows)  # executemany: no giant statement to compile
 
 
 async def enqueue(
