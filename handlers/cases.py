@@ -301,24 +301,14 @@ async def officer_text(ctx: Context) -> None:
     step = ctx.conversation.step
     now = ctx.clock.now()
     if step == "ask":
-        if incident.status == IncidentStatus.ACKNOWLEDGED:
-            incident.status = IncidentStatus.IN_PROGRESS
-        incident.updated_at = now
-        await cases.record(ctx.session, incident, "question", now, actor=ctx.person,
-                           role=Role.OFFICER, text=text)
-        await cases.progress_made(ctx.session, incident, now)
+        await _worked(ctx, incident, "question", text)
         await _tell_reporter(ctx, incident, f"question:{now.timestamp()}", lambda t: Outbound(
             t("reporter.question", ref=incident.ref, question=text),
             [Choice(f"case:reply:{incident.id}", t("reporter.reply"))]))
         ctx.clear()
         ctx.reply("case.ask.sent", ref=incident.ref)
     elif step == "note":
-        if incident.status == IncidentStatus.ACKNOWLEDGED:
-            incident.status = IncidentStatus.IN_PROGRESS
-        incident.updated_at = now
-        await cases.record(ctx.session, incident, "note", now, actor=ctx.person,
-                           role=Role.OFFICER, text=text)
-        await cases.progress_made(ctx.session, incident, now)
+        await _worked(ctx, incident, "note", text)
         ctx.clear()
         ctx.reply("case.note.saved", ref=incident.ref,
                   choices=cases.officer_actions(ctx.t, incident))
@@ -335,10 +325,7 @@ async def officer_text(ctx: Context) -> None:
         incident.closed_at = None
         incident.outcome = None
         incident.duplicate_of_id = None
-        incident.updated_at = now
-        await cases.record(ctx.session, incident, "reopened", now, actor=ctx.person,
-                           role=Role.OFFICER, text=text)
-        await cases.progress_made(ctx.session, incident, now)
+        await _worked(ctx, incident, "reopened", text)
         await _tell_reporter(ctx, incident, f"reopened:{now.timestamp()}", lambda t: Outbound(
             t("reporter.reopened", ref=incident.ref)))
         ctx.clear()
@@ -346,6 +333,17 @@ async def officer_text(ctx: Context) -> None:
                   choices=cases.officer_actions(ctx.t, incident))
     else:
         ctx.clear()
+
+
+async def _worked(ctx: Context, incident: Incident, kind: str, text: str) -> None:
+    """Record an officer's work on a case: it is in progress and its clocks restart."""
+    now = ctx.clock.now()
+    if incident.status == IncidentStatus.ACKNOWLEDGED:
+        incident.status = IncidentStatus.IN_PROGRESS
+    incident.updated_at = now
+    await cases.record(ctx.session, incident, kind, now, actor=ctx.person, role=Role.OFFICER,
+                       text=text)
+    await cases.progress_made(ctx.session, incident, now)
 
 
 # ---- reporter side ----------------------------------------------------------------------------

@@ -5,22 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from tests.auxil.loopback import Call, LoopbackServer
+
 BOT_ID = 7000001
 BOT_USERNAME = "safeschool_test_bot"
-
-
-@dataclass
-class Call:
-    """One request the fake received."""
-
-    method: str
-    params: dict[str, Any]
 
 
 @dataclass
@@ -36,19 +29,14 @@ class Fault:
 
 
 @dataclass
-class FakeTelegram:
+class FakeTelegram(LoopbackServer):
     """The fake server; `api_url` is what SAFESCHOOL_TELEGRAM_API_URL should be."""
 
     token: str = "123456:TEST-TOKEN"
-    calls: list[Call] = field(default_factory=list)
     _updates: list[dict[str, Any]] = field(default_factory=list)
     _next_update_id: int = 1000
     _next_message_id: int = 1
     _faults: dict[str, list[Fault]] = field(default_factory=dict)
-    _changed: asyncio.Condition | None = None
-    _runner: web.AppRunner | None = None
-    _closing: asyncio.Event | None = None
-    port: int = 0
     send_latency: float = 0.0  # simulated network time per send, to have sends in flight
     sent_total: int = 0  # successful sends, counted as they happen (cheap to poll)
     sent_per_chat: dict[int, int] = field(default_factory=dict)
@@ -58,25 +46,9 @@ class FakeTelegram:
         """Return the base URL python-telegram-bot should use."""
         return f"http://127.0.0.1:{self.port}/bot"
 
-    async def start(self) -> None:
-        """Listen on an ephemeral loopback port."""
-        self._changed = asyncio.Condition()
-        self._closing = asyncio.Event()
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
+        """Serve the Bot API methods."""
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def close(self) -> None:
-        """Release hanging requests and stop listening."""
-        assert self._closing is not None
-        self._closing.set()
-        await self._notify()
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     # ---- scripting -----------------------------------------------------------------------
 
@@ -161,24 +133,12 @@ class FakeTelegram:
         markup = json.loads(markup) if isinstance(markup, str) else markup
         return [(b["text"], b["callback_data"]) for row in markup["inline_keyboard"] for b in row]
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        """Wait until predicate holds, re-checking after every call; fail after timeout."""
-        assert self._changed is not None
-        async with asyncio.timeout(timeout):
-            async with self._changed:
-                await self._changed.wait_for(predicate)
-
     async def wait_texts(self, chat_id: int, count: int, timeout: float = 10.0) -> list[str]:
         """Wait until chat_id has received count messages; return all its texts."""
         await self.wait_for(lambda: len(self.texts(chat_id)) >= count, timeout)
         return self.texts(chat_id)
 
     # ---- the API -------------------------------------------------------------------------
-
-    async def _notify(self) -> None:
-        assert self._changed is not None
-        async with self._changed:
-            self._changed.notify_all()
 
     def _new_message_id(self) -> int:
         self._next_message_id += 1
@@ -271,17 +231,10 @@ class FakeTelegram:
 
     async def api_getUpdates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         offset = int(params.get("offset") or 0)
-        timeout = min(float(params.get("timeout") or 0), 5.0)
         if offset:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
-        assert self._changed is not None and self._closing is not None
-        if not self._updates and timeout > 0 and not self._closing.is_set():
-            try:
-                async with asyncio.timeout(timeout), self._changed:
-                    await self._changed.wait_for(
-                        lambda: bool(self._updates) or self._closing.is_set())  # type: ignore[union-attr]
-            except TimeoutError:
-                pass
+        await self._long_poll(lambda: bool(self._updates),
+                              min(float(params.get("timeout") or 0), 5.0))
         return list(self._updates[:100])
 
 

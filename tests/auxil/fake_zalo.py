@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import count
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.auxil.fake_telegram import Call
+from tests.auxil.loopback import Call, LoopbackServer
 
 _ids = count(1)
 
@@ -28,47 +27,26 @@ class ZaloFault:
 
 
 @dataclass
-class FakeZalo:
+class FakeZalo(LoopbackServer):
     """Records calls, serves one update per getUpdates (408 when none), misbehaves on demand.
 
     Every reply carries two Server headers, as Zalo's edge has been seen to send.
     """
 
     token: str = "1234567890:zalo-test-secret"
-    calls: list[Call] = field(default_factory=list)
     webhook_url: str = ""
     _updates: list[dict[str, Any]] = field(default_factory=list)
     _faults: dict[str, list[ZaloFault]] = field(default_factory=dict)
-    _changed: asyncio.Condition | None = None
-    _closing: asyncio.Event | None = None
-    _runner: web.AppRunner | None = None
-    port: int = 0
 
     @property
     def api_url(self) -> str:
         """Return what SAFESCHOOL_ZALO_API_URL should be."""
         return f"http://127.0.0.1:{self.port}/bot"
 
-    async def start(self) -> None:
-        """Listen on an ephemeral loopback port."""
-        self._changed = asyncio.Condition()
-        self._closing = asyncio.Event()
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
+        """Serve the Bot API methods and a small CDN for files users send."""
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         app.router.add_get("/cdn/{name}", self._cdn)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def close(self) -> None:
-        """Release long polls and stop listening."""
-        assert self._closing is not None
-        self._closing.set()
-        await self._notify()
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     # ---- scripting -----------------------------------------------------------------------
 
@@ -119,12 +97,6 @@ class FakeZalo:
                 if c.method in ("sendMessage", "sendPhoto") and c.params.get("_ok")
                 and c.params.get("chat_id") == chat_id]
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-        """Wait until predicate holds, re-checking after every call."""
-        assert self._changed is not None
-        async with asyncio.timeout(timeout), self._changed:
-            await self._changed.wait_for(predicate)
-
     # ---- a CDN for files users send (URLs that may later expire) ------------------------
 
     cdn: dict[str, tuple[str, bytes]] = field(default_factory=dict)
@@ -140,11 +112,6 @@ class FakeZalo:
         return web.Response(body=item[1], content_type=item[0])
 
     # ---- the API -------------------------------------------------------------------------
-
-    async def _notify(self) -> None:
-        assert self._changed is not None
-        async with self._changed:
-            self._changed.notify_all()
 
     def _reply(self, status: int, body: dict[str, Any]) -> web.Response:
         response = web.json_response(body, status=status)
@@ -210,15 +177,8 @@ class FakeZalo:
     async def api_getUpdates(self, params: dict[str, Any]) -> tuple[int, Any]:
         if self.webhook_url:
             return 409, "webhook is active"  # polling and webhook exclude each other
-        timeout = min(float(params.get("timeout") or 0), 2.0)
-        assert self._changed is not None and self._closing is not None
-        if not self._updates and not self._closing.is_set():
-            try:
-                async with asyncio.timeout(timeout), self._changed:
-                    await self._changed.wait_for(
-                        lambda: bool(self._updates) or self._closing.is_set())  # type: ignore[union-attr]
-            except TimeoutError:
-                pass
+        await self._long_poll(lambda: bool(self._updates),
+                              min(float(params.get("timeout") or 0), 2.0))
         if not self._updates:
             return 408, "no update"
         return 200, self._updates.pop(0)
