@@ -36,6 +36,8 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """Create an async engine; SQLite gets WAL, foreign keys and a busy timeout."""
     url = normalise_url(url)
     is_sqlite = url.startswith("sqlite")
+    # Errors must not carry report texts or names into the logs.
+    kwargs.setdefault("hide_parameters", True)
     if is_sqlite:
         kwargs.setdefault("connect_args", {"timeout": 30})
     else:

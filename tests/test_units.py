@@ -67,3 +67,21 @@ def test_log_records_never_carry_the_token(caplog: pytest.LogCaptureFixture) -> 
     with caplog.at_level(logging.INFO, logger="test.redact"):
         logger.info("POST https://api.telegram.org/bot%s/getMe", token)
     assert token not in caplog.text and "bot***/getMe" in caplog.text
+
+
+async def test_database_errors_never_carry_parameters_into_logs(tmp_path) -> None:
+    from sqlalchemy import text
+
+    from storage import db
+
+    engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path}/x.db")
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text("CREATE TABLE t (v TEXT UNIQUE)"))
+            await conn.execute(text("INSERT INTO t VALUES (:v)"), {"v": "Em Nguyễn Văn A bị đánh"})
+            with pytest.raises(Exception) as info:
+                await conn.execute(text("INSERT INTO t VALUES (:v)"),
+                                   {"v": "Em Nguyễn Văn A bị đánh"})
+        assert "Nguyễn Văn A" not in str(info.value)
+    finally:
+        await engine.dispose()
