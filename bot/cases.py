@@ -261,11 +261,12 @@ async def alert(session: AsyncSession, incident: Incident, recipients: list[Reci
     return sent
 
 
-async def officer_scope(session: AsyncSession, person: Person | None) -> set[int]:
-    """Return the areas an officer covers: their assigned areas and everything below them."""
+async def officer_scope(session: AsyncSession, person: Person | None,
+                       roles: tuple[str, ...] = (Role.OFFICER,)) -> set[int]:
+    """Return the areas an officer (or admin) covers: their areas and everything below."""
     if person is None:
         return set()
-    roots = {r.area_id for r in person.roles if r.role == Role.OFFICER and r.area_id}
+    roots = {r.area_id for r in person.roles if r.role in roles and r.area_id}
     if not roots:
         return set()
     rows = (await session.execute(select(Area.id, Area.parent_id))).all()
@@ -283,9 +284,11 @@ async def officer_scope(session: AsyncSession, person: Person | None) -> set[int
 
 
 async def can_handle(session: AsyncSession, person: Person | None, incident: Incident) -> bool:
-    """Tell whether person may see and act on the case: assigned, or an officer above it."""
+    """Tell whether person may see and act on the case: assigned, or an officer or admin of
+    its area or an area above it (escalation reaches them)."""
     if person is None:
         return False
     if incident.assigned_person_id == person.id:
         return True
-    return incident.area_id in await officer_scope(session, person)
+    scope = await officer_scope(session, person, (Role.OFFICER, Role.ADMIN))
+    return incident.area_id in scope

@@ -267,3 +267,36 @@ async def test_cases_past_their_target_are_reminded_daily_and_listed_to_the_chie
     clock.advance(timedelta(days=1))
     assert (await app.tick())["overdue"] == 1
     assert len(await queued(sessions, CHIEF_QH)) == 2
+
+
+@pytest.mark.usefixtures("people")
+async def test_admin_reached_by_escalation_can_open_and_reassign_the_case(
+        app: App, fake_telegram: FakeTelegram, sessions, clock: FakeClock, database_url,
+        tmp_path, monkeypatch) -> None:
+    from storage.models import Area, Person, Role, RoleAssignment
+
+    now = clock.now()
+    async with sessions() as session, session.begin():
+        top = (await session.execute(select(Area).where(Area.code == "TH"))).scalar_one()
+        admin = Person(name="Ban Chỉ đạo tỉnh", created_at=now)
+        session.add(admin)
+        await session.flush()
+        session.add_all([RoleAssignment(person_id=admin.id, role=Role.ADMIN, area_id=top.id,
+                                        created_at=now),
+                         Account(channel="telegram", external_id="970", person_id=admin.id,
+                                 created_at=now, code_failures=0)])
+    policy = '[normal]\nsteps = [{after = "0m", notify = "primary"}, ' \
+             '{after = "5m", notify = "parent_admins"}]\n'
+    assert await set_policy(database_url, "HX", policy, tmp_path, monkeypatch) == 0
+    await file_report(Chat(fake_telegram, LIAISON_HX))
+    incident = await the_incident(sessions)
+    clock.advance(timedelta(minutes=5))
+    await app.tick()
+    admin_chat = Chat(fake_telegram, 970)
+    assert incident.ref in await admin_chat.wait_text("CHƯA AI TIẾP NHẬN")
+    [details] = await admin_chat.tap(f"case:view:{incident.id}")
+    assert "cổng trường" in details
+    await admin_chat.tap(f"case:reassign:{incident.id}")
+    backup = admin_chat.button(f"case:reassign:{incident.id}:")
+    [done] = await admin_chat.tap(backup)
+    assert "Đã chuyển" in done
