@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.channels.base import (
@@ -44,6 +44,18 @@ class Claimed:
     key: str
     created_at: datetime
     priority: int
+
+
+_T = Outbox.__table__
+# One executemany for a whole group of sends; guarded like _mine (still ours, same attempt).
+MARK_SENT = (
+    update(_T)
+    .where(_T.c.id == bindparam("b_id"), _T.c.status == OutboxStatus.SENDING,
+           _T.c.attempts == bindparam("b_attempts"))
+    .values(status=OutboxStatus.SENT, provider_message_id=bindparam("b_mid"),
+            sent_at=bindparam("b_now", type_=_T.c.sent_at.type), lease_until=None,
+            last_error=None)
+)
 
 
 def backoff(attempts: int) -> float:
@@ -277,12 +289,10 @@ class DeliveryWorker:
         while self._marks:
             batch, self._marks = self._marks, []
             try:
-                now = self.clock.now()
                 async with self.sessions() as session, session.begin():
-                    for row, message_id, _ in batch:
-                        await session.execute(update(Outbox).where(self._mine(row)).values(
-                            status=OutboxStatus.SENT, provider_message_id=message_id,
-                            sent_at=now, lease_until=None, last_error=None))
+                    await session.execute(MARK_SENT, [
+                        {"b_id": row.id, "b_attempts": row.attempts, "b_mid": message_id,
+                         "b_now": self.clock.now()} for row, message_id, _ in batch])
             except Exception as exc:
                 for _, _, done in batch:
                     if not done.done():

@@ -158,7 +158,7 @@ class FakeTelegram(LoopbackServer):
         method = request.match_info["method"]
         params = await self._params(request)
         call = Call(method, params)
-        self.calls.append(call)
+        self.record(call)
         try:
             if request.match_info["token"] != self.token:
                 return _error(401, "Unauthorized")

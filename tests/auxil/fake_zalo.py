@@ -127,7 +127,7 @@ class FakeZalo(LoopbackServer):
             params = dict(await request.post())
         else:
             params = dict(request.query)
-        self.calls.append(Call(method, params))
+        self.record(Call(method, params))
         try:
             if request.match_info["token"] != self.token:
                 return self._reply(401, {"ok": False, "error_code": 401,

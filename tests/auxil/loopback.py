@@ -24,6 +24,7 @@ class LoopbackServer(ABC):
     """Base of the fakes: start, close, and wake waiters whenever a call is recorded."""
 
     calls: list[Call] = field(default_factory=list)
+    keep_calls: bool = True  # a benchmark turns this off so the fake's memory stays flat
     port: int = 0
     _changed: asyncio.Condition | None = None
     _closing: asyncio.Event | None = None
@@ -58,6 +59,11 @@ class LoopbackServer(ABC):
         assert self._changed is not None
         async with asyncio.timeout(timeout), self._changed:
             await self._changed.wait_for(predicate)
+
+    def record(self, call: Call) -> None:
+        """Remember a call (unless told not to)."""
+        if self.keep_calls:
+            self.calls.append(call)
 
     async def _notify(self) -> None:
         assert self._changed is not None
