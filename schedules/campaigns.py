@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bot.campaigns import QuietHours, queue_batch, start_due_runs
@@ -16,6 +16,15 @@ from storage.models import Campaign, CampaignRun, CampaignStatus
 
 _LOGGER = logging.getLogger(__name__)
 BREATHER = 0.05  # seconds between batches of 1,000
+ANALYZE_EVERY = 20  # batches
+
+
+async def _refresh_statistics(sessions: async_sessionmaker) -> None:
+    """After a bulk load, tell PostgreSQL's planner the queue is big: with stale statistics it
+    sorts the whole pending queue for every claim instead of walking the claim index."""
+    async with sessions() as session, session.begin():
+        if session.get_bind().dialect.name == "postgresql":
+            await session.execute(text("ANALYZE outbox"))
 
 
 async def campaign_tick(sessions: async_sessionmaker, clock: Clock, settings: Settings,
@@ -31,6 +40,7 @@ async def campaign_tick(sessions: async_sessionmaker, clock: Clock, settings: Se
     if opened:
         _LOGGER.info("Opened %d campaign run(s)", len(opened))
     queued = 0
+    batches = 0
     while True:
         async with sessions() as session, session.begin():
             row = (await session.execute(
@@ -48,6 +58,9 @@ async def campaign_tick(sessions: async_sessionmaker, clock: Clock, settings: Se
             if result.done:
                 run.status = "done"
                 run.finished_at = clock.now()
+        batches += 1
+        if batches % ANALYZE_EVERY == 1:
+            await _refresh_statistics(sessions)
         wake()
         # Let alerts and replies take the database between batches: SQLite's lock is not
         # fair, and an immediate next batch would keep interactive writers waiting.
