@@ -497,7 +497,9 @@ async def _store_attachments(ctx: Context, incident: Incident) -> None:
 async def _route_and_alert(ctx: Context, incident: Incident) -> None:
     now = ctx.clock.now()
     policy, _ = await escalation.effective(ctx.session, incident.area_id)
-    first = policy.for_case(incident.urgent).steps[0]
+    severity = policy.for_case(incident.urgent)
+    incident.resolution_due_at = incident.created_at + severity.resolution_target
+    first = severity.steps[0]
     recipients = await cases.route(ctx.session, incident, first.notify, now)
     if recipients:
         incident.assigned_person_id = recipients[0].person_id

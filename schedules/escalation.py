@@ -10,7 +10,7 @@ import logging
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import cases, escalation
@@ -32,6 +32,7 @@ from storage.models import (
 _LOGGER = logging.getLogger(__name__)
 BATCH = 200
 OPEN = (IncidentStatus.NEW, IncidentStatus.ACKNOWLEDGED, IncidentStatus.IN_PROGRESS)
+DAILY = timedelta(days=1) - timedelta(minutes=5)  # a little slack so a daily tick never skips
 
 
 async def _due(session: AsyncSession, *where: object) -> list[Incident]:
@@ -114,16 +115,14 @@ async def remind_overdue(sessions: async_sessionmaker, clock: Clock, settings: S
     digests: dict[int, list[Incident]] = defaultdict(list)
     reminded = 0
     async with sessions() as session, session.begin():
-        rows = await _due(session, Incident.status.in_(OPEN),
-                          Incident.created_at <= now - timedelta(hours=1))
+        # The deadline is stored on the case (set from its policy when it was reported), so
+        # only cases actually due are read, however many are open.
+        rows = await _due(session, Incident.status.in_(OPEN), Incident.resolution_due_at <= now,
+                          or_(Incident.overdue_reminded_at.is_(None),
+                              Incident.overdue_reminded_at <= now - DAILY))
         for incident in rows:
-            policy, _ = await escalation.effective(session, incident.area_id)
-            target = policy.for_case(incident.urgent).resolution_target
-            if incident.created_at + target > now:
-                continue
-            last = incident.overdue_reminded_at
-            if last is not None and now - last < timedelta(days=1) - timedelta(minutes=5):
-                continue
+            assert incident.resolution_due_at is not None
+            target = incident.resolution_due_at - incident.created_at
             incident.overdue_reminded_at = now
             days = (now - incident.created_at).days
             target_days = max(1, round(target.total_seconds() / 86400))

@@ -426,6 +426,7 @@ class Incident(Base):
     next_escalation_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     progress_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolution_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     overdue_reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     school: Mapped[School] = relationship(lazy="selectin")

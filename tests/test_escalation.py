@@ -300,3 +300,30 @@ async def test_admin_reached_by_escalation_can_open_and_reassign_the_case(
     backup = admin_chat.button(f"case:reassign:{incident.id}:")
     [done] = await admin_chat.tap(backup)
     assert "Đã chuyển" in done
+
+
+@pytest.mark.usefixtures("people")
+async def test_an_overdue_case_is_found_among_hundreds_of_open_ones(
+        app: App, sessions, clock: FakeClock) -> None:
+    from storage.models import Person, School
+
+    now = clock.now()
+    async with sessions() as session, session.begin():
+        school = (await session.execute(select(School).where(School.code == "THCS-HX")))\
+            .scalar_one()
+        officer = (await session.execute(select(Person).where(
+            Person.phone == "+84912345678"))).scalar_one()
+
+        def case(n: int, created: object) -> Incident:
+            return Incident(ref=f"HX-26-T{n:04d}", school_id=school.id, area_id=school.area_id,
+                            reporter_role="liaison", category="bullying", status="acknowledged",
+                            assigned_person_id=officer.id, created_at=created,
+                            updated_at=created, resolution_due_at=created + timedelta(days=14))
+
+        # open for two days: far from their 14-day target, and older than any grace period
+        session.add_all([case(n, now - timedelta(days=2)) for n in range(210)])
+        late = case(999, now - timedelta(days=20))
+        session.add(late)
+    assert (await app.tick())["overdue"] == 1
+    assert any("HX-26-T0999" in t and "quá thời hạn" in t
+               for t in await queued(sessions, OFFICER_HX))
