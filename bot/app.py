@@ -8,7 +8,6 @@ import signal
 from datetime import timedelta
 
 from aiohttp import web
-from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.campaigns import QuietHours
 from bot.cases import alert_unreachable
@@ -156,8 +155,8 @@ class App:
         if not username:
             return
         async with self.sessions() as session, session.begin():
-            dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-            stmt = dialect.insert(KeyValue).values(key=TELEGRAM_USERNAME_KEY, value=username)
+            stmt = db.upsert_insert(self.engine.dialect.name, KeyValue).values(
+                key=TELEGRAM_USERNAME_KEY, value=username)
             await session.execute(stmt.on_conflict_do_update(
                 index_elements=["key"], set_={"value": username}))
 

@@ -60,9 +60,7 @@ class Context:
     @property
     def language(self) -> str:
         """Return the language this person reads."""
-        if self.person and self.person.language:
-            return self.person.language
-        return self.account.language or self.settings.default_language
+        return language_of(self.account, self.settings.default_language)
 
     @property
     def t(self) -> Translator:
@@ -95,6 +93,13 @@ class Context:
     def clear(self) -> None:
         """End any flow."""
         self.goto(None)
+
+
+def language_of(account: Account, default: str) -> str:
+    """The language someone reads: their own choice, their account's, else the default."""
+    if account.person is not None and account.person.language:
+        return account.person.language
+    return account.language or default
 
 
 class Router:
@@ -302,8 +307,7 @@ class Dispatcher:
                 session.add(InboundSeen(channel=inbound.channel, event_id=inbound.event_id,
                                         at=now))
                 account = await self._account(session, inbound)
-                lang = (account.person.language if account.person else None) or \
-                    account.language or self.settings.default_language
+                lang = language_of(account, self.settings.default_language)
                 await enqueue(session, account, Outbound(Translator(lang)("error.generic")),
                               key=f"reply:{inbound.channel}:{inbound.event_id}:error", now=now)
         except Exception:

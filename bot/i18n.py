@@ -64,7 +64,3 @@ class Translator:
         except KeyError:
             raise CatalogueError(f"no message {key!r}") from None
         return text.format(**values) if values else text
-
-    def has(self, key: str) -> bool:
-        """Tell whether the catalogue has key."""
-        return key in self._messages

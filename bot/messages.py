@@ -29,7 +29,6 @@ class Inbound:
     args: tuple[str, ...] = ()
     choice: str | None = None
     display_name: str | None = None
-    language_hint: str | None = None
     attachments: tuple[Attachment, ...] = ()
     location: tuple[float, float] | None = None
     unsupported: str | None = None

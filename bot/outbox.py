@@ -6,11 +6,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import Translator
 from bot.messages import Outbound, split_text
+from storage.db import upsert_insert
 from storage.models import Account, Outbox, OutboxStatus, Person, Priority
 
 TEXT_LIMITS = {"telegram": 4096, "zalo": 2000}
@@ -38,11 +38,6 @@ def adapt(message: Outbound, channel: str) -> Outbound:
     if channel in BUTTONLESS and message.choices:
         text = f"{text}\n\n{render_menu(message)}"
     return Outbound(text, message.choices, media, message.language)
-
-
-def _insert(session: AsyncSession):
-    dialect = session.get_bind().dialect.name
-    return (postgresql if dialect == "postgresql" else sqlite).insert(Outbox)
 
 
 def outbox_rows(account: Any, message: Outbound, *, key: str, now: datetime,
@@ -79,7 +74,8 @@ def outbox_rows(account: Any, message: Outbound, *, key: str, now: datetime,
 async def insert_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Insert outbox rows; a row whose idempotency key exists already is skipped."""
     if rows:
-        stmt = _insert(session).on_conflict_do_nothing(index_elements=["idempotency_key"])
+        stmt = upsert_insert(session.get_bind().dialect.name, Outbox).on_conflict_do_nothing(
+            index_elements=["idempotency_key"])
         await session.execute(stmt, rows)  # executemany: no giant statement to compile
 
 

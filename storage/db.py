@@ -11,6 +11,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
@@ -63,6 +64,11 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def upsert_insert(dialect_name: str, model: Any) -> Any:
+    """Return an INSERT for model that supports ON CONFLICT on both SQLite and PostgreSQL."""
+    return (postgresql if dialect_name == "postgresql" else sqlite).insert(model)
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker:

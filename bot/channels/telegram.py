@@ -79,7 +79,6 @@ def to_inbound(update: Update) -> Inbound | None:
         "external_id": str(chat.id),
         "event_id": str(update.update_id),
         "display_name": user.full_name if user else None,
-        "language_hint": user.language_code if user else None,
     }
     if update.callback_query is not None:
         return Inbound(**common, choice=update.callback_query.data)

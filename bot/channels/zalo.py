@@ -108,7 +108,6 @@ class ZaloChannel:
         self._poller: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.limits = RateLimits(settings.zalo_rate_per_second, settings.zalo_chat_burst, 20)
-        self.bot_name: str | None = None
 
     async def call(self, method: str, wait_seconds: float | None = None,
                    **params: Any) -> Any:
@@ -140,7 +139,7 @@ class ZaloChannel:
                 raise FatalChannelError("Zalo rejected SAFESCHOOL_ZALO_TOKEN") from exc
             raise FatalChannelError(f"cannot reach the Zalo Bot API at "
                                     f"{self.settings.zalo_api_url} ({exc})") from exc
-        self.bot_name = (me or {}).get("account_name")
+        _LOGGER.info("Zalo bot %s connected", (me or {}).get("account_name") or "?")
         if self.webhook:
             secret = self.settings.zalo_webhook_secret
             await self.call("setWebhook", url=self.settings.zalo_webhook_url,
