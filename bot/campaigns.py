@@ -19,6 +19,7 @@ from bot.content import Item, library
 from bot.i18n import Translator
 from bot.messages import Media, Outbound
 from bot.outbox import insert_rows, outbox_rows
+from storage.areas import subtree
 from storage.models import (
     Account,
     Area,
@@ -115,22 +116,6 @@ class QuietHours:
         if end <= local:
             end += timedelta(days=1)
         return end.astimezone(when.tzinfo)
-
-
-async def subtree(session: AsyncSession, roots: list[int]) -> list[int]:
-    """Return the given areas and every area below them."""
-    rows = (await session.execute(select(Area.id, Area.parent_id))).all()
-    children: dict[int | None, list[int]] = defaultdict(list)
-    for area_id, parent_id in rows:
-        children[parent_id].append(area_id)
-    found: set[int] = set()
-    stack = list(roots)
-    while stack:
-        current = stack.pop()
-        if current not in found:
-            found.add(current)
-            stack.extend(children.get(current, []))
-    return sorted(found)
 
 
 def _audience(campaign: Campaign, areas: list[int]) -> Any:
@@ -262,13 +247,15 @@ class BatchResult:
 
 
 async def queue_batch(session: AsyncSession, run: CampaignRun, campaign: Campaign, *,
-                      now: datetime, quiet: QuietHours, default_language: str) -> BatchResult:
+                      now: datetime, quiet: QuietHours, default_language: str,
+                      areas: list[int] | None = None) -> BatchResult:
     """Queue the next batch of a run, in the caller's transaction, and move its cursor.
 
     The cursor and the outbox rows commit together, and every row's key names the run and the
     person, so a run resumed after a crash neither skips nor repeats anyone.
     """
-    areas = await subtree(session, campaign.area_ids)
+    if areas is None:
+        areas = await subtree(session, campaign.area_ids)
     batch = await _batch(session, campaign, areas, run.cursor)
     result = BatchResult()
     if not batch:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.i18n import Translator
 from bot.messages import Choice, Outbound
 from bot.outbox import enqueue, preferred_account
+from storage.areas import ancestors, subtree
 from storage.invitations import random_code
 from storage.models import (
     Account,
@@ -41,17 +42,6 @@ class Recipient:
     person_id: int
     area_id: int
     duty: str  # primary | backup | chief | admin
-
-
-async def ancestors(session: AsyncSession, area_id: int) -> list[int]:
-    """Return area_id and the ids of every area above it, nearest first."""
-    chain: list[int] = []
-    current: int | None = area_id
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = (await session.execute(
-            select(Area.parent_id).where(Area.id == current))).scalar_one_or_none()
-    return chain
 
 
 async def new_ref(session: AsyncSession, area: Area, now: datetime) -> str:
@@ -267,20 +257,7 @@ async def officer_scope(session: AsyncSession, person: Person | None,
     if person is None:
         return set()
     roots = {r.area_id for r in person.roles if r.role in roles and r.area_id}
-    if not roots:
-        return set()
-    rows = (await session.execute(select(Area.id, Area.parent_id))).all()
-    children: dict[int | None, list[int]] = {}
-    for area_id, parent_id in rows:
-        children.setdefault(parent_id, []).append(area_id)
-    scope, stack = set(), list(roots)
-    while stack:
-        area_id = stack.pop()
-        if area_id in scope:
-            continue
-        scope.add(area_id)
-        stack.extend(children.get(area_id, []))
-    return scope
+    return set(await subtree(session, roots))
 
 
 async def can_handle(session: AsyncSession, person: Person | None, incident: Incident) -> bool:
@@ -290,5 +267,6 @@ async def can_handle(session: AsyncSession, person: Person | None, incident: Inc
         return False
     if incident.assigned_person_id == person.id:
         return True
-    scope = await officer_scope(session, person, (Role.OFFICER, Role.ADMIN))
-    return incident.area_id in scope
+    # Walk up from the case (a few rows) rather than down from the person (the whole tree).
+    theirs = {r.area_id for r in person.roles if r.role in (Role.OFFICER, Role.ADMIN)}
+    return bool(theirs.intersection(await ancestors(session, incident.area_id)))

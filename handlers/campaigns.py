@@ -10,6 +10,7 @@ from bot import campaigns as svc
 from bot.content import library
 from bot.dispatch import Context, Router
 from bot.messages import Choice
+from storage.areas import subtree
 from storage.models import Campaign, CampaignRun, CampaignStatus, Role
 
 FLOW = "campaign"
@@ -125,7 +126,7 @@ async def list_campaigns(ctx: Context) -> None:
 
 
 async def _scope(ctx: Context, areas: set[int]) -> set[int]:
-    return set(await svc.subtree(ctx.session, sorted(areas)))
+    return set(await subtree(ctx.session, sorted(areas)))
 
 
 async def manage(ctx: Context) -> None:

@@ -12,6 +12,7 @@ from bot.dispatch import Context, Router
 from bot.i18n import Translator
 from bot.messages import Choice, Media, Outbound
 from handlers.report import attachment_problem
+from storage.areas import ancestors
 from storage.models import (
     OUTCOMES,
     Incident,
@@ -191,7 +192,7 @@ async def _note(ctx: Context, incident: Incident, _arg: str | None) -> None:
 
 
 async def _reassign(ctx: Context, incident: Incident, arg: str | None) -> None:
-    chain = await cases.ancestors(ctx.session, incident.area_id)
+    chain = await ancestors(ctx.session, incident.area_id)
     rows = (await ctx.session.execute(
         select(RoleAssignment).where(RoleAssignment.role == Role.OFFICER,
                                      RoleAssignment.area_id.in_(chain)))).scalars().all()

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from bot.campaigns import QuietHours, queue_batch, start_due_runs
 from bot.clock import Clock
 from bot.settings import Settings
+from storage.areas import subtree
 from storage.models import Campaign, CampaignRun, CampaignStatus
 
 _LOGGER = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ async def campaign_tick(sessions: async_sessionmaker, clock: Clock, settings: Se
         _LOGGER.info("Opened %d campaign run(s)", len(opened))
     queued = 0
     batches = 0
+    areas: dict[int, list[int]] = {}
     while True:
         async with sessions() as session, session.begin():
             row = (await session.execute(
@@ -52,8 +54,11 @@ async def campaign_tick(sessions: async_sessionmaker, clock: Clock, settings: Se
             if row is None:
                 return queued
             run, campaign = row
+            if campaign.id not in areas:  # the tree is read once per tick, not per batch
+                areas[campaign.id] = await subtree(session, campaign.area_ids)
             result = await queue_batch(session, run, campaign, now=clock.now(), quiet=quiet,
-                                       default_language=settings.default_language)
+                                       default_language=settings.default_language,
+                                       areas=areas[campaign.id])
             queued += result.queued
             if result.done:
                 run.status = "done"

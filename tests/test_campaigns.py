@@ -14,6 +14,7 @@ from bot.app import App
 from bot.cli import main
 from bot.clock import FakeClock
 from bot.content import check_items, library
+from storage.areas import subtree
 from storage.models import Account, Campaign, CampaignRun, Outbox, OutboxStatus, Person, Priority
 from tests.auxil.audience import add_parents
 from tests.auxil.fake_telegram import FakeTelegram
@@ -114,7 +115,7 @@ async def test_audience_filters_select_exactly_the_right_people(sessions, clock)
         async with sessions() as session, session.begin():
             campaign = Campaign(name="x", status="draft", schedule="once", starts_at=now,
                                 runs_done=0, created_at=now, **fields)
-            areas = await svc.subtree(session, campaign.area_ids)
+            areas = await subtree(session, campaign.area_ids)
             people, cursor = set(), 0
             while batch := await svc._batch(session, campaign, areas, cursor):
                 cursor = batch[-1][0]
