@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -32,6 +32,21 @@ class Inbound:
     attachments: tuple[Attachment, ...] = ()
     location: tuple[float, float] | None = None
     unsupported: str | None = None
+
+
+def inbound_to_payload(inbound: Inbound) -> dict[str, Any]:
+    """Serialise an Inbound for the durable inbox."""
+    return asdict(inbound)
+
+
+def inbound_from_payload(data: dict[str, Any]) -> Inbound:
+    """Rebuild an Inbound stored in the inbox."""
+    fields = dict(data)
+    fields["args"] = tuple(fields.get("args") or ())
+    fields["attachments"] = tuple(Attachment(**a) for a in fields.get("attachments") or ())
+    location = fields.get("location")
+    fields["location"] = tuple(location) if location else None
+    return Inbound(**fields)
 
 
 @dataclass(frozen=True)

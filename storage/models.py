@@ -260,6 +260,20 @@ class InboundSeen(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
 
 
+class InboxItem(Base):
+    """A webhook delivery, stored before the messenger is told 200 and kept until handled."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (UniqueConstraint("channel", "event_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    event_id: Mapped[str] = mapped_column(String(128))
+    inbound: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+
+
 class Outbox(Base):
     """A message to send; written in the same transaction as the change it announces."""
 

@@ -339,3 +339,44 @@ async def test_files_known_by_url_are_kept_and_shown_from_our_copy(
     assert len(photos) == 3
     uploaded = [p["photo"] for p in photos if not isinstance(p["photo"], str)]
     assert uploaded == [jpeg]  # ...our copy still works
+
+
+async def test_webhook_delivery_survives_a_crash_between_200_and_handling(
+        database_url, fake_telegram: FakeTelegram, fake_zalo: FakeZalo, sessions, clock) -> None:
+    import asyncio
+
+    from storage.models import InboxItem
+
+    settings = make_settings(database_url, fake_telegram, zalo=fake_zalo,
+                             zalo_webhook_url="https://bot.example.org/zalo/hook",
+                             zalo_webhook_secret=SECRET)
+    first = App(settings, clock)
+    await first.start()
+    never = asyncio.Event()
+
+    async def dies_before_handling(_inbound) -> bool:
+        await never.wait()
+        return True
+
+    first.dispatcher.handle = dies_before_handling  # type: ignore[method-assign]
+    url = f"http://127.0.0.1:{first.http_port}/zalo/hook"
+    event = fake_zalo.event("z-crash", text="/help")
+    assert await fake_zalo.post_webhook(url, event, SECRET) == 200  # Zalo will not resend
+    for task in list(first._background):  # the process dies here
+        task.cancel()
+    await first.stop()
+    assert ZChat(fake_zalo, "z-crash").received() == []
+    assert await count(sessions, InboxItem, InboxItem.processed_at.is_(None)) == 1
+
+    second = App(settings, clock)
+    await second.start()  # replays the stored delivery
+    try:
+        [answer] = await ZChat(fake_zalo, "z-crash").wait(1)
+        assert "111" in answer
+        assert await count(sessions, InboxItem, InboxItem.processed_at.is_(None)) == 0
+        # Zalo delivering it once more changes nothing.
+        url = f"http://127.0.0.1:{second.http_port}/zalo/hook"
+        assert await fake_zalo.post_webhook(url, event, SECRET, wrapped=True) == 200
+        assert await count(sessions, Outbox) == 1
+    finally:
+        await second.stop()

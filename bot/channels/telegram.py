@@ -131,10 +131,12 @@ class TelegramChannel:
 
     name = NAME
 
-    def __init__(self, settings: Settings, on_inbound: InboundHandler) -> None:
+    def __init__(self, settings: Settings, on_inbound: InboundHandler,
+                 on_accept: InboundHandler | None = None) -> None:
         assert settings.telegram_token is not None
         self.settings = settings
         self.on_inbound = on_inbound
+        self.on_accept = on_accept or on_inbound  # webhook deliveries: stored, then handled
         self.webhook = bool(settings.telegram_webhook_url)
         builder = (
             ApplicationBuilder()
@@ -201,10 +203,7 @@ class TelegramChannel:
     async def _on_update(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         """Hand one update to the core."""
         if update.callback_query is not None:
-            try:
-                await update.callback_query.answer()
-            except TelegramError:
-                _LOGGER.debug("Could not answer a callback query", exc_info=True)
+            await self._answer(update)
         inbound = to_inbound(update)
         if inbound is not None:
             await self.on_inbound(inbound)
@@ -221,8 +220,23 @@ class TelegramChannel:
             update = Update.de_json(data, self.application.bot)
         except Exception:
             return web.Response(status=400, text="bad update")
-        await self.application.update_queue.put(update)
+        if update.callback_query is not None:
+            self.application.create_task(self._answer(update))
+        inbound = to_inbound(update)
+        if inbound is not None:
+            try:
+                await self.on_accept(inbound)  # stored before Telegram hears 200
+            except Exception:
+                _LOGGER.exception("Could not store a Telegram update; Telegram will resend it")
+                return web.Response(status=500, text="try again")
         return web.Response(text="ok")
+
+    async def _answer(self, update: Update) -> None:
+        """Stop the button's spinner (best effort)."""
+        try:
+            await update.callback_query.answer()  # type: ignore[union-attr]
+        except TelegramError:
+            _LOGGER.debug("Could not answer a callback query", exc_info=True)
 
     def routes(self) -> list[web.RouteDef]:
         """Return the HTTP routes this channel serves."""

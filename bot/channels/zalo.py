@@ -97,16 +97,17 @@ class ZaloChannel:
 
     name = NAME
 
-    def __init__(self, settings: Settings, on_inbound: InboundHandler) -> None:
+    def __init__(self, settings: Settings, on_inbound: InboundHandler,
+                 on_accept: InboundHandler | None = None) -> None:
         assert settings.zalo_token is not None
         self.settings = settings
         self.on_inbound = on_inbound
+        self.on_accept = on_accept or on_inbound  # webhook deliveries: stored, then handled
         self.webhook = bool(settings.zalo_webhook_url)
         self._base = f"{settings.zalo_api_url.rstrip('/')}{settings.zalo_token.get_secret_value()}"
         self._http: aiohttp.ClientSession | None = None
         self._stopping = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[Any]] = set()
         self.limits = RateLimits(settings.zalo_rate_per_second, settings.zalo_chat_burst, 20)
 
     async def call(self, method: str, wait_seconds: float | None = None,
@@ -195,7 +196,7 @@ class ZaloChannel:
             _LOGGER.exception("A Zalo event could not be handled")
 
     async def handle_webhook(self, request: web.Request) -> web.Response:
-        """Check the secret header before the body; answer fast, process in the background."""
+        """Check the secret header before the body; store the event, answer 200, handle it."""
         secret = self.settings.zalo_webhook_secret
         given = request.headers.get(SECRET_HEADER, "")
         if secret is None or not hmac.compare_digest(given.encode(),
@@ -207,9 +208,13 @@ class ZaloChannel:
             return web.Response(status=400, text="bad payload")
         if not isinstance(payload, dict):
             return web.Response(status=400, text="bad payload")
-        task = asyncio.create_task(self._handle(payload))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        inbound = to_inbound(payload)
+        if inbound is not None:
+            try:
+                await self.on_accept(inbound)  # stored before Zalo hears 200
+            except Exception:
+                _LOGGER.exception("Could not store a Zalo event; Zalo will resend it")
+                return web.Response(status=500, text="try again")
         return web.json_response({"ok": True})
 
     def routes(self) -> list[web.RouteDef]:
@@ -226,8 +231,6 @@ class ZaloChannel:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
             self._poller = None
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
 
     async def close(self) -> None:
         """Close the HTTP client."""
