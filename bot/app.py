@@ -8,21 +8,21 @@ import signal
 from datetime import timedelta
 
 from aiohttp import web
-from sqlalchemy import select, update
 
 from bot.campaigns import QuietHours
 from bot.cases import alert_unreachable
 from bot.channels.base import Channel
 from bot.clock import Clock
 from bot.dispatch import Dispatcher
-from bot.messages import Inbound, inbound_from_payload, inbound_to_payload
+from bot.inbox import Inbox
+from bot.messages import Inbound
 from bot.settings import Settings
 from bot.worker import DeliveryWorker
 from handlers import build_router
 from schedules import build_scheduler
 from storage import db
 from storage.invitations import TELEGRAM_USERNAME_KEY
-from storage.models import InboxItem, KeyValue
+from storage.models import KeyValue
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -66,20 +66,19 @@ class App:
             quiet=self.quiet.is_quiet)
         self.dispatcher = Dispatcher(self.sessions, build_router(), settings, self.clock,
                                      on_commit=self.worker.wake)
+        self.inbox = Inbox(self.sessions, self.dispatcher, self.clock)
         if settings.telegram_token is not None:
             from bot.channels.telegram import TelegramChannel
 
-            self.channels["telegram"] = TelegramChannel(settings, self.handle_inbound,
-                                                        self.accept)
+            self.channels["telegram"] = TelegramChannel(settings, self.inbox.accept)
         if settings.zalo_token is not None:
             from bot.channels.zalo import ZaloChannel
 
-            self.channels["zalo"] = ZaloChannel(settings, self.handle_inbound, self.accept)
+            self.channels["zalo"] = ZaloChannel(settings, self.inbox.accept)
         self.scheduler = build_scheduler(self.sessions, self.clock, settings.timezone,
                                          settings.media_dir, self.case_tick,
                                          self.campaign_tick, settings.case_tick_seconds)
         self._runner: web.AppRunner | None = None
-        self._background: set[asyncio.Task[None]] = set()
         self.http_port: int | None = None
 
     async def tick(self) -> dict[str, int]:
@@ -109,43 +108,8 @@ class App:
             return 0
 
     async def handle_inbound(self, inbound: Inbound) -> None:
-        """Feed one normalised message into the core."""
-        await self.dispatcher.handle(inbound)
-
-    async def accept(self, inbound: Inbound) -> None:
-        """Store a webhook delivery before the messenger hears 200; handle it afterwards.
-
-        A process killed between the 200 and the handling loses nothing: start() replays the
-        inbox, and the dispatcher's per-event record makes a replay of a handled event a no-op.
-        """
-        async with self.sessions() as session, session.begin():
-            stmt = db.upsert_insert(self.engine.dialect.name, InboxItem).values(
-                channel=inbound.channel, event_id=inbound.event_id,
-                inbound=inbound_to_payload(inbound), received_at=self.clock.now(),
-            ).on_conflict_do_nothing(index_elements=["channel", "event_id"])
-            inserted = (await session.execute(stmt)).rowcount == 1
-        if inserted:  # a redelivery of a stored event needs nothing more
-            task = asyncio.create_task(self._process(inbound))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-
-    async def _process(self, inbound: Inbound) -> None:
-        await self.dispatcher.handle(inbound)
-        async with self.sessions() as session, session.begin():
-            await session.execute(update(InboxItem).where(
-                InboxItem.channel == inbound.channel, InboxItem.event_id == inbound.event_id
-            ).values(processed_at=self.clock.now()))
-
-    async def _replay_inbox(self) -> int:
-        """Handle webhook deliveries stored but not handled before the last stop."""
-        async with self.sessions() as session:
-            rows = (await session.execute(select(InboxItem.inbound).where(
-                InboxItem.processed_at.is_(None)).order_by(InboxItem.id))).scalars().all()
-        for payload in rows:
-            await self._process(inbound_from_payload(payload))
-        if rows:
-            _LOGGER.info("Replayed %d webhook delivery(ies) left from the last run", len(rows))
-        return len(rows)
+        """Feed one normalised message into the core, stored first like any update."""
+        await self.inbox.accept([inbound], [])
 
     def http_app(self) -> web.Application:
         """Build the aiohttp app: health check and the channels' webhooks."""
@@ -171,7 +135,7 @@ class App:
         applied = await db.upgrade(self.engine)
         if applied:
             _LOGGER.info("Database migrated (%d revision(s))", len(applied))
-        await self._replay_inbox()
+        await self.inbox.start()  # first handles what the last run stored but did not handle
         self._runner = web.AppRunner(self.http_app(), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.settings.http_host, self.settings.http_port)
@@ -212,11 +176,7 @@ class App:
                 await channel.stop_receiving()
             except Exception:
                 _LOGGER.exception("Error while stopping a channel")
-        if self._background:  # stored webhook deliveries still being handled
-            _done, pending = await asyncio.wait(list(self._background), timeout=10)
-            for task in pending:
-                task.cancel()  # they stay in the inbox and are replayed at the next start
-            await asyncio.gather(*pending, return_exceptions=True)
+        await self.inbox.stop()  # what is unhandled stays stored for the next start
         await self.worker.stop()
         for channel in self.channels.values():
             try:

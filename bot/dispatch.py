@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import time
 import unicodedata
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
@@ -19,10 +20,12 @@ from bot.i18n import Translator
 from bot.messages import Choice, Inbound, Outbound
 from bot.outbox import enqueue
 from bot.settings import Settings
+from storage import db
 from storage.models import (
     Account,
     Conversation,
     InboundSeen,
+    InboxItem,
     Person,
     Priority,
     Role,
@@ -146,13 +149,87 @@ def _fold(text: str) -> str:
 def match_choice(text: str, offered: list[list[str]]) -> str | None:
     """Map a typed number ("2") or an option's label to the offered choice key."""
     folded = _fold(text).rstrip(".)")
-    if folded.isdigit():
-        n = int(folded)
+    n = parse_number(folded)
+    if n is not None:
         return offered[n - 1][0] if 1 <= n <= len(offered) else None
     for key, label in offered:
         if _fold(label) == folded:
             return key
     return None
+
+
+def parse_number(text: str, limit: int = 10**9) -> int | None:
+    """Read a small whole number typed by a person: ASCII digits only, never huge.
+
+    str.isdigit() also accepts "²" and "①", which int() refuses; a 23-digit number overflows
+    the database's integers. Both are "not a number" here.
+    """
+    text = text.strip()
+    if not text or len(text) > 12 or not (text.isascii() and text.isdigit()):
+        return None
+    value = int(text)
+    return value if value <= limit else None
+
+
+def _clean(value: str | None) -> str | None:
+    """Make text storable: drop NUL characters and lone surrogates (PostgreSQL and UTF-8
+    refuse both), keep everything else."""
+    if value is None:
+        return None
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def sanitise(inbound: Inbound) -> Inbound:
+    """Return inbound with every text field storable."""
+    return dataclasses.replace(
+        inbound,
+        external_id=_clean(inbound.external_id) or "?",
+        event_id=_clean(inbound.event_id) or "?",
+        text=_clean(inbound.text),
+        command=_clean(inbound.command),
+        args=tuple(_clean(a) or "" for a in inbound.args),
+        choice=_clean(inbound.choice),
+        display_name=_clean(inbound.display_name),
+    )
+
+
+class Deferred(Exception):
+    """The database stayed away while handling an update: it stays stored for later."""
+
+
+class FloodGate:
+    """Counts each account's messages; past the limit, a person is told once to slow down.
+
+    In memory on purpose: it only decides whether to add a polite notice, never whether a
+    message is handled (nothing a person sends is dropped).
+    """
+
+    def __init__(self, per_minute: int = 30, burst: int = 20, max_accounts: int = 50_000) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = float(burst)
+        self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
+        self._max = max_accounts
+
+    def flooding(self, channel: str, external_id: str) -> bool:
+        """Take one message from the account's bucket; True when it is empty."""
+        now = time.monotonic()
+        key = (channel, external_id)
+        level, at = self._buckets.get(key, (self.burst, now))
+        level = min(self.burst, level + (now - at) * self.rate)
+        empty = level < 1.0
+        self._buckets[key] = (level if empty else level - 1.0, now)
+        if len(self._buckets) > self._max:
+            self._buckets.pop(next(iter(self._buckets)))
+        return empty
+
+
+FLOOD_NOTICE_WINDOW = 600  # seconds: at most one "please slow down" per person per window
 
 
 class Dispatcher:
@@ -171,6 +248,7 @@ class Dispatcher:
         self.settings = settings
         self.clock = clock
         self.on_commit = on_commit
+        self.flood = FloodGate()
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
             weakref.WeakValueDictionary()
         )
@@ -183,31 +261,61 @@ class Dispatcher:
             self._locks[key] = lock
         return lock
 
-    async def handle(self, inbound: Inbound) -> bool:
-        """Process inbound once; return False when it was a duplicate delivery."""
+    async def handle(self, inbound: Inbound, *, from_inbox: bool = False) -> bool:
+        """Process inbound once; return False when it was a duplicate delivery.
+
+        A transient database error is retried; when the database stays away, Deferred is
+        raised and nothing was answered (the update stays in the inbox for later). Any other
+        error rolls back, answers an apology in the person's language and logs the traceback
+        (the log formatter leaves message content out).
+        """
+        inbound = sanitise(inbound)
+        flooding = self.flood.flooding(inbound.channel, inbound.external_id)
         async with self._lock(inbound):
             try:
-                done = await self._handle(inbound)
-            except IntegrityError:
-                # Another instance recorded the same event first: a duplicate delivery.
-                _LOGGER.info("Duplicate %s event ignored", inbound.channel)
-                return False
-            except Exception:
+                done = await db.retry_transient(
+                    lambda: self._handle(inbound, from_inbox, flooding),
+                    what=f"Handling a {inbound.channel} update")
+            except Exception as exc:
+                if db.is_transient(exc):
+                    raise Deferred(type(exc).__name__) from exc
                 _LOGGER.exception("Handler failed for a %s event", inbound.channel)
-                await self._apologise(inbound)
-                done = True
+                try:
+                    done = await db.retry_transient(
+                        lambda: self._apologise(inbound, from_inbox),
+                        what=f"Answering a failed {inbound.channel} update")
+                except Exception as again:
+                    if db.is_transient(again):
+                        raise Deferred(type(again).__name__) from again
+                    _LOGGER.exception("Could not even record the failed %s event",
+                                      inbound.channel)
+                    return False
         if done:
             self.on_commit()
         return done
 
-    async def _handle(self, inbound: Inbound) -> bool:
+    async def _record(self, session: AsyncSession, inbound: Inbound, from_inbox: bool) -> bool:
+        """Record the event as handled in this transaction; False if it was already."""
+        now = self.clock.now()
+        if from_inbox:
+            await session.execute(update(InboxItem).where(
+                InboxItem.channel == inbound.channel, InboxItem.event_id == inbound.event_id,
+                InboxItem.processed_at.is_(None)).values(processed_at=now))
+        stmt = db.upsert_insert(session.get_bind().dialect.name, InboundSeen).values(
+            channel=inbound.channel, event_id=inbound.event_id, at=now,
+        ).on_conflict_do_nothing(index_elements=["channel", "event_id"])
+        return (await session.execute(stmt)).rowcount == 1
+
+    async def _handle(self, inbound: Inbound, from_inbox: bool = False,
+                      flooding: bool = False) -> bool:
         now = self.clock.now()
         async with self.sessions() as session, session.begin():
-            if await self._seen(session, inbound):
+            if not await self._record(session, inbound, from_inbox):
                 return False
-            session.add(InboundSeen(channel=inbound.channel, event_id=inbound.event_id, at=now))
-            await session.flush()
             account = await self._account(session, inbound)
+            if inbound.member is not None:  # the person blocked or unblocked the bot
+                account.blocked_at = now if inbound.member == "kicked" else None
+                return True
             conversation = await session.get(Conversation, account.id)
             if conversation is None:
                 conversation = Conversation(account_id=account.id, data={}, choices=[],
@@ -217,17 +325,15 @@ class Dispatcher:
             offered = list(conversation.choices or [])
             conversation.choices = []
             await self._route(ctx, offered)
+            if flooding:
+                window = int(now.timestamp()) // FLOOD_NOTICE_WINDOW
+                await enqueue(session, account, Outbound(ctx.t("error.flood"),
+                                                         language=ctx.language),
+                              key=f"flood:{account.id}:{window}", now=now,
+                              priority=Priority.REPLY)
             await self._write_replies(ctx, now)
             conversation.updated_at = now
         return True
-
-    async def _seen(self, session: AsyncSession, inbound: Inbound) -> bool:
-        result = await session.execute(
-            select(InboundSeen.id).where(
-                InboundSeen.channel == inbound.channel, InboundSeen.event_id == inbound.event_id
-            )
-        )
-        return result.first() is not None
 
     async def _account(self, session: AsyncSession, inbound: Inbound) -> Account:
         now = self.clock.now()
@@ -297,21 +403,17 @@ class Dispatcher:
                 offered = [[c.key, c.label] for c in message.choices]
         ctx.conversation.choices = offered
 
-    async def _apologise(self, inbound: Inbound) -> None:
+    async def _apologise(self, inbound: Inbound, from_inbox: bool = False) -> bool:
         """Record the event and tell the person something went wrong, so nothing is silent."""
         now = self.clock.now()
-        try:
-            async with self.sessions() as session, session.begin():
-                if await self._seen(session, inbound):
-                    return
-                session.add(InboundSeen(channel=inbound.channel, event_id=inbound.event_id,
-                                        at=now))
-                account = await self._account(session, inbound)
-                lang = language_of(account, self.settings.default_language)
-                await enqueue(session, account, Outbound(Translator(lang)("error.generic")),
-                              key=f"reply:{inbound.channel}:{inbound.event_id}:error", now=now)
-        except Exception:
-            _LOGGER.exception("Could not even record the failed %s event", inbound.channel)
+        async with self.sessions() as session, session.begin():
+            if not await self._record(session, inbound, from_inbox):
+                return False
+            account = await self._account(session, inbound)
+            lang = language_of(account, self.settings.default_language)
+            await enqueue(session, account, Outbound(Translator(lang)("error.generic")),
+                          key=f"reply:{inbound.channel}:{inbound.event_id}:error", now=now)
+        return True
 
 
 # Choices valid from any message, even an old one: menus, language, and case actions

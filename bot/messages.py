@@ -32,6 +32,7 @@ class Inbound:
     attachments: tuple[Attachment, ...] = ()
     location: tuple[float, float] | None = None
     unsupported: str | None = None
+    member: str | None = None  # "kicked" when the person blocked the bot, "member" when back
 
 
 def inbound_to_payload(inbound: Inbound) -> dict[str, Any]:

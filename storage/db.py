@@ -124,3 +124,74 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> list[str]:
         async with engine.begin() as conn:
             await conn.run_sync(_upgrade, revision)
     return pending
+
+
+# ---- transient failures ---------------------------------------------------------------------
+
+# SQLSTATE classes and codes that mean "try again": connection trouble (08…), the server
+# shutting down or starting (57P01-57P03), serialization failures and deadlocks (40001, 40P01),
+# too many connections (53300).
+_TRANSIENT_SQLSTATES = ("08", "57P01", "57P02", "57P03", "40001", "40P01", "53300")
+_TRANSIENT_WORDS = ("database is locked", "database table is locked", "connection was closed",
+                    "connection is closed", "connection reset", "server closed the connection",
+                    "cannot connect now", "the database system is")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 10:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Tell whether a database error may go away by itself (a blink, a lock, a restart).
+
+    Integrity and programming errors are never transient: retrying them repeats the failure.
+    """
+    from sqlalchemy import exc as sa_exc
+
+    for link in _chain(exc):
+        if isinstance(link, sa_exc.IntegrityError | sa_exc.ProgrammingError):
+            return False
+        if isinstance(link, sa_exc.DBAPIError) and link.connection_invalidated:
+            return True
+        if isinstance(link, ConnectionError | TimeoutError | OSError):
+            return True
+        state = getattr(link, "sqlstate", None) or getattr(link, "pgcode", None)
+        if isinstance(state, str) and state.startswith(_TRANSIENT_SQLSTATES):
+            return True
+        name = type(link).__name__
+        if name in ("ConnectionDoesNotExistError", "InterfaceError", "CannotConnectNowError",
+                    "ConnectionFailureError", "PostgresConnectionError"):
+            return True
+        if isinstance(link, sa_exc.OperationalError | sa_exc.InterfaceError
+                      | sa_exc.DisconnectionError):
+            text = str(link.orig if isinstance(link, sa_exc.DBAPIError) else link).lower()
+            if any(word in text for word in _TRANSIENT_WORDS):
+                return True
+    return False
+
+
+async def retry_transient(work: Any, *, attempts: int = 6, first_delay: float = 0.05,
+                          max_delay: float = 1.0, what: str = "database work") -> Any:
+    """Run ``await work()``; on a transient database error, wait and run it again.
+
+    work must be a fresh transaction each time (it is re-run from the start). The last error
+    is raised when every attempt failed, so the caller can defer instead of answering.
+    """
+    import asyncio
+
+    delay = first_delay
+    for attempt in range(1, attempts + 1):
+        try:
+            return await work()
+        except Exception as exc:
+            if attempt == attempts or not is_transient(exc):
+                raise
+            _LOGGER.warning("%s failed (%s); retrying in %.2fs", what, type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
+    raise AssertionError("unreachable")

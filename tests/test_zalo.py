@@ -354,7 +354,7 @@ async def test_webhook_delivery_survives_a_crash_between_200_and_handling(
     await first.start()
     never = asyncio.Event()
 
-    async def dies_before_handling(_inbound) -> bool:
+    async def dies_before_handling(_inbound, **_kw) -> bool:
         await never.wait()
         return True
 
@@ -362,8 +362,7 @@ async def test_webhook_delivery_survives_a_crash_between_200_and_handling(
     url = f"http://127.0.0.1:{first.http_port}/zalo/hook"
     event = fake_zalo.event("z-crash", text="/help")
     assert await fake_zalo.post_webhook(url, event, SECRET) == 200  # Zalo will not resend
-    for task in list(first._background):  # the process dies here
-        task.cancel()
+    await first.inbox.stop(drain_seconds=0)  # the process dies here
     await first.stop()
     assert ZChat(fake_zalo, "z-crash").received() == []
     assert await count(sessions, InboxItem, InboxItem.processed_at.is_(None)) == 1

@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import hmac
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Protocol
 
+from aiohttp import web
 from aiolimiter import AsyncLimiter
+from pydantic import SecretStr
 
-from bot.messages import Outbound
+from bot.messages import Inbound, Outbound
+
+# What a channel calls with what it received: store these updates (and the ids of updates it
+# could not read) before acknowledging them; raises when they could not be stored.
+Accept = Callable[[Iterable[Inbound], Iterable[tuple[str, str]]], Awaitable[int]]
+
+
+def webhook_secret_ok(request: web.Request, header: str, secret: SecretStr | None) -> bool:
+    """Check a webhook's secret header in constant time, before the body is read."""
+    given = request.headers.get(header, "")
+    return secret is not None and hmac.compare_digest(given.encode(),
+                                                      secret.get_secret_value().encode())
 
 
 class SendError(Exception):
@@ -51,6 +66,14 @@ class Channel(Protocol):
         """Wait until the messenger's limits allow another message to chat_id."""
         ...
 
+    def chat_ready_in(self, chat_id: str) -> float:
+        """Seconds until chat_id may receive another message (0 when it may now)."""
+        ...
+
+    async def probe(self) -> None:
+        """One cheap call that raises a SendError while the messenger is in trouble."""
+        ...
+
     async def start(self) -> None:
         """Log in and start receiving."""
         ...
@@ -87,6 +110,13 @@ class RateLimits:
         else:
             self._chats.move_to_end(chat_id)
         return limiter
+
+    def chat_ready_in(self, chat_id: str, group: bool = False) -> float:
+        """Seconds until the chat's bucket has room (0 when a message may go now)."""
+        limiter = self._chats.get(chat_id)
+        if limiter is None or limiter.has_capacity():
+            return 0.0
+        return 1.0 / (limiter.max_rate / limiter.time_period)
 
     async def acquire(self, chat_id: str, group: bool = False) -> None:
         """Wait for room in the chat's bucket, then in the overall one."""

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
+import contextlib
 import logging
 import warnings
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from telegram import (
+    Bot,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
@@ -22,32 +23,41 @@ from telegram.constants import ChatType
 from telegram.error import (
     BadRequest,
     ChatMigrated,
+    Conflict,
     Forbidden,
     InvalidToken,
     NetworkError,
     RetryAfter,
     TelegramError,
+    TimedOut,
 )
-from telegram.ext import Application, ApplicationBuilder, ContextTypes, TypeHandler
+from telegram.request import HTTPXRequest
+from telegram.warnings import PTBUserWarning
 
 from bot.channels.base import (
+    Accept,
     FatalChannelError,
     PermanentError,
     RateLimited,
     RateLimits,
     TransientError,
     Unreachable,
+    webhook_secret_ok,
 )
 from bot.messages import Attachment, Inbound, Outbound
 from bot.settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
+# We call getUpdates through do_api_request on purpose: get_updates would parse the updates
+# itself, and one it cannot parse would stop polling.
+warnings.filterwarnings("ignore", message=r".*do_api_request\(\"getUpdates\"",
+                        category=PTBUserWarning)
 NAME = "telegram"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-ALLOWED_UPDATES = ["message", "edited_message", "callback_query"]
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
 CALLBACK_DATA_MAX_BYTES = 64
-
-InboundHandler = Callable[[Inbound], Awaitable[object]]
+PROBE_TIMEOUT = 3.0  # seconds a health probe may take before it counts as a failure
+MAX_POLL_BACKOFF = 5.0  # seconds between getUpdates attempts while Telegram or the DB is away
 
 
 def _file_url(api_url: str) -> str:
@@ -80,6 +90,9 @@ def to_inbound(update: Update) -> Inbound | None:
         "event_id": str(update.update_id),
         "display_name": user.full_name if user else None,
     }
+    if update.my_chat_member is not None:  # the person blocked (or unblocked) the bot
+        status = update.my_chat_member.new_chat_member.status
+        return Inbound(**common, member="kicked" if status == "kicked" else "member")
     if update.callback_query is not None:
         return Inbound(**common, choice=update.callback_query.data)
     if update.edited_message is not None:
@@ -114,6 +127,13 @@ def _read_kept(path: str) -> bytes | None:
         return None
 
 
+def _seconds(exc: RetryAfter) -> float:
+    with warnings.catch_warnings():  # PTB 22 warns that the type will change
+        warnings.simplefilter("ignore")
+        delay = exc.retry_after
+    return delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
+
+
 def render_markup(message: Outbound) -> InlineKeyboardMarkup | None:
     """Render choices as numbered inline buttons, so typing the number works too."""
     if not message.choices:
@@ -126,54 +146,99 @@ def render_markup(message: Outbound) -> InlineKeyboardMarkup | None:
     return InlineKeyboardMarkup(rows)
 
 
+def read_updates(raw: Any, bot: Bot | None) -> tuple[list[Update], list[str], int | None]:
+    """Parse a getUpdates result defensively: (updates, ids we cannot read, highest id).
+
+    An update the library cannot parse must neither stop polling nor be re-fetched forever:
+    its id is returned for the inbox to keep, and the offset moves past it.
+    """
+    updates: list[Update] = []
+    unreadable: list[str] = []
+    highest: int | None = None
+    for item in raw if isinstance(raw, list) else []:
+        update_id = item.get("update_id") if isinstance(item, dict) else None
+        if not isinstance(update_id, int) or isinstance(update_id, bool):
+            continue  # without an id there is nothing to confirm or to keep
+        highest = update_id if highest is None else max(highest, update_id)
+        try:
+            updates.append(Update.de_json(item, bot))
+        except Exception as exc:
+            _LOGGER.warning("Telegram update %s could not be read (%s); skipped", update_id,
+                            type(exc).__name__)
+            unreadable.append(str(update_id))
+    return updates, unreadable, highest
+
+
+def normalise(updates: list[Update]) -> tuple[list[Inbound], list[str]]:
+    """Turn parsed updates into Inbound; ids that fail to normalise are returned apart."""
+    inbounds: list[Inbound] = []
+    unreadable: list[str] = []
+    for update in updates:
+        try:
+            inbound = to_inbound(update)
+        except Exception as exc:
+            _LOGGER.warning("Telegram update %s could not be normalised (%s); skipped",
+                            update.update_id, type(exc).__name__)
+            unreadable.append(str(update.update_id))
+            continue
+        if inbound is not None:
+            inbounds.append(inbound)
+    return inbounds, unreadable
+
+
 class TelegramChannel:
-    """Receives updates (polling or webhook) and sends messages through one bot."""
+    """Receives updates (our own long polling, or a webhook) and sends through one bot.
+
+    Polling does not use python-telegram-bot's Updater: it confirms updates to Telegram as
+    soon as they are in memory. Here the offset moves past a batch only after the inbox has
+    committed it, so a process killed at any line loses nothing.
+    """
 
     name = NAME
 
-    def __init__(self, settings: Settings, on_inbound: InboundHandler,
-                 on_accept: InboundHandler | None = None) -> None:
+    def __init__(self, settings: Settings, accept: Accept) -> None:
         assert settings.telegram_token is not None
         self.settings = settings
-        self.on_inbound = on_inbound
-        self.on_accept = on_accept or on_inbound  # webhook deliveries: stored, then handled
+        self.accept = accept
         self.webhook = bool(settings.telegram_webhook_url)
-        builder = (
-            ApplicationBuilder()
-            .token(settings.telegram_token.get_secret_value())
-            .base_url(settings.telegram_api_url)
-            .base_file_url(settings.telegram_file_url or _file_url(settings.telegram_api_url))
-            .concurrent_updates(64)
-            .connection_pool_size(max(8, settings.outbox_concurrency * 2))
-            .connect_timeout(settings.telegram_request_timeout)
-            .read_timeout(settings.telegram_request_timeout)
-            .write_timeout(settings.telegram_request_timeout)
-        )
-        if self.webhook:
-            builder = builder.updater(None)
-        self.application: Application = builder.build()
-        self.application.add_handler(TypeHandler(Update, self._on_update))
+        timeout = settings.telegram_request_timeout
+        request = HTTPXRequest(connection_pool_size=max(8, settings.outbox_concurrency * 2),
+                               connect_timeout=timeout, read_timeout=timeout,
+                               write_timeout=timeout, pool_timeout=timeout)
+        updates_request = HTTPXRequest(connection_pool_size=1, connect_timeout=timeout,
+                                       read_timeout=settings.telegram_poll_timeout + timeout,
+                                       write_timeout=timeout, pool_timeout=timeout)
+        self.bot = Bot(settings.telegram_token.get_secret_value(),
+                       base_url=settings.telegram_api_url,
+                       base_file_url=settings.telegram_file_url
+                       or _file_url(settings.telegram_api_url),
+                       request=request, get_updates_request=updates_request)
         self.limits = RateLimits(settings.telegram_rate_per_second, settings.telegram_chat_burst,
                                  settings.telegram_group_per_minute)
+        self._poller: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._initialised = False
 
     @property
     def username(self) -> str | None:
         """Return the bot's username once started."""
-        return self.application.bot.username if self.application.bot._bot_user else None
+        return self.bot.username if self._initialised else None
 
     async def start(self) -> None:
         """Log in (getMe), then start receiving updates by webhook or long polling."""
         try:
-            await self.application.initialize()
+            await self.bot.initialize()
         except InvalidToken as exc:
             raise FatalChannelError("Telegram rejected SAFESCHOOL_TELEGRAM_TOKEN") from exc
-        except NetworkError as exc:
+        except (NetworkError, TelegramError) as exc:
             raise FatalChannelError(f"cannot reach the Telegram Bot API at "
                                     f"{self.settings.telegram_api_url} ({exc.message})") from exc
-        await self.application.start()
+        self._initialised = True
+        self._stopping.clear()
         if self.webhook:
             secret = self.settings.telegram_webhook_secret
-            await self.application.bot.set_webhook(
+            await self.bot.set_webhook(
                 url=self.settings.telegram_webhook_url or "",
                 secret_token=secret.get_secret_value() if secret else None,
                 allowed_updates=ALLOWED_UPDATES,
@@ -181,62 +246,130 @@ class TelegramChannel:
             _LOGGER.info("Telegram webhook set; receiving on %s",
                          self.settings.telegram_webhook_path)
         else:
-            assert self.application.updater is not None
-            await self.application.updater.start_polling(
-                timeout=timedelta(seconds=self.settings.telegram_poll_timeout),
-                allowed_updates=ALLOWED_UPDATES,
-            )
+            await self.bot.delete_webhook(drop_pending_updates=False)
+            self._poller = asyncio.create_task(self._poll(), name="telegram-polling")
             _LOGGER.info("Telegram long polling started")
 
+    async def _fetch(self, offset: int | None) -> Any:
+        """One getUpdates call, returning the raw JSON list (parsed by us, defensively)."""
+        kwargs: dict[str, Any] = {"timeout": int(self.settings.telegram_poll_timeout),
+                                  "allowed_updates": ALLOWED_UPDATES}
+        if offset is not None:
+            kwargs["offset"] = offset
+        return await self.bot.do_api_request(
+            "getUpdates", api_kwargs=kwargs,
+            read_timeout=self.settings.telegram_poll_timeout
+            + self.settings.telegram_request_timeout)
+
+    async def _poll(self) -> None:
+        offset: int | None = None
+        delay = 0.25
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            while not self._stopping.is_set():
+                fetch = asyncio.ensure_future(self._fetch(offset))
+                await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                if not fetch.done():  # stopping while waiting: nothing taken, nothing lost
+                    fetch.cancel()
+                    with contextlib.suppress(BaseException):
+                        await fetch
+                    return
+                try:
+                    raw = fetch.result()
+                except TimedOut:
+                    continue
+                except InvalidToken:
+                    _LOGGER.critical("Telegram rejected the token while polling; polling stopped")
+                    return
+                except (Conflict, TelegramError) as exc:
+                    _LOGGER.warning("Telegram polling failed (%s); retrying in %.1fs",
+                                    type(exc).__name__, delay)
+                    await self._pause(delay)
+                    delay = min(delay * 2, MAX_POLL_BACKOFF)
+                    continue
+                updates, unreadable, highest = read_updates(raw, self.bot)
+                if highest is None:
+                    delay = 0.25
+                    continue
+                inbounds, more = normalise(updates)
+                try:
+                    # Not cancelled by a stop: once fetched, a batch is stored whole or not
+                    # at all, and only then does the offset move past it.
+                    await asyncio.shield(self.accept(inbounds, [(NAME, i) for i in
+                                                                 unreadable + more]))
+                except Exception as exc:
+                    _LOGGER.warning("Telegram updates not stored (%s); they will be fetched "
+                                    "again in %.1fs", type(exc).__name__, delay)
+                    await self._pause(delay)
+                    delay = min(delay * 2, MAX_POLL_BACKOFF)
+                    continue
+                delay = 0.25
+                offset = highest + 1
+                for update in updates:
+                    if update.callback_query is not None:
+                        self._spawn(self._answer(update))
+        finally:
+            stopping.cancel()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def stop_receiving(self) -> None:
-        """Stop polling and finish the handlers already running."""
-        updater = self.application.updater
-        if updater is not None and updater.running:
-            await updater.stop()
-        if self.application.running:
-            await self.application.stop()
+        """Stop polling; a batch being stored is finished first."""
+        self._stopping.set()
+        if self._poller is not None:
+            with contextlib.suppress(Exception):
+                await self._poller
+            self._poller = None
 
     async def close(self) -> None:
         """Close the Bot API connections."""
-        await self.application.shutdown()
-
-    async def _on_update(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Hand one update to the core."""
-        if update.callback_query is not None:
-            await self._answer(update)
-        inbound = to_inbound(update)
-        if inbound is not None:
-            await self.on_inbound(inbound)
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        if self._initialised:
+            await self.bot.shutdown()
+            self._initialised = False
 
     async def handle_webhook(self, request: web.Request) -> web.Response:
-        """Accept an update from Telegram after checking the secret header, before the body."""
-        secret = self.settings.telegram_webhook_secret
-        given = request.headers.get(SECRET_HEADER, "")
-        if secret is None or not hmac.compare_digest(given.encode(),
-                                                     secret.get_secret_value().encode()):
+        """Accept an update from Telegram after checking the secret header, before the body.
+
+        200 only once the update is stored; 503 while the database is away, so Telegram
+        delivers it again.
+        """
+        if not webhook_secret_ok(request, SECRET_HEADER, self.settings.telegram_webhook_secret):
             return web.Response(status=403, text="forbidden")
         try:
             data = await request.json()
-            update = Update.de_json(data, self.application.bot)
         except Exception:
             return web.Response(status=400, text="bad update")
-        if update.callback_query is not None:
-            self.application.create_task(self._answer(update))
-        inbound = to_inbound(update)
-        if inbound is not None:
-            try:
-                await self.on_accept(inbound)  # stored before Telegram hears 200
-            except Exception:
-                _LOGGER.exception("Could not store a Telegram update; Telegram will resend it")
-                return web.Response(status=500, text="try again")
+        updates, unreadable, highest = read_updates([data], self.bot)
+        if highest is None:
+            return web.Response(status=400, text="bad update")
+        inbounds, more = normalise(updates)
+        try:
+            await self.accept(inbounds, [(NAME, i) for i in unreadable + more])
+        except Exception as exc:
+            _LOGGER.warning("Could not store a Telegram update (%s); Telegram will resend it",
+                            type(exc).__name__)
+            return web.Response(status=503, text="try again")
+        for update in updates:
+            if update.callback_query is not None:
+                self._spawn(self._answer(update))
         return web.Response(text="ok")
 
     async def _answer(self, update: Update) -> None:
         """Stop the button's spinner (best effort)."""
         try:
-            await update.callback_query.answer()  # type: ignore[union-attr]
-        except TelegramError:
-            _LOGGER.debug("Could not answer a callback query", exc_info=True)
+            await self.bot.answer_callback_query(update.callback_query.id)  # type: ignore[union-attr]
+        except TelegramError as exc:
+            _LOGGER.debug("Could not answer a callback query (%s)", type(exc).__name__)
 
     def routes(self) -> list[web.RouteDef]:
         """Return the HTTP routes this channel serves."""
@@ -248,12 +381,28 @@ class TelegramChannel:
         """Respect ~30 messages/s per bot, ~1/s per chat and 20/min per group."""
         await self.limits.acquire(chat_id, group=chat_id.startswith("-"))
 
+    def chat_ready_in(self, chat_id: str) -> float:
+        """Seconds until chat_id may receive another message."""
+        return self.limits.chat_ready_in(chat_id, group=chat_id.startswith("-"))
+
+    async def probe(self) -> None:
+        """getMe with a short timeout: is the Bot API answering again?"""
+        try:
+            await self.bot.get_me(read_timeout=PROBE_TIMEOUT, connect_timeout=PROBE_TIMEOUT,
+                                  write_timeout=PROBE_TIMEOUT, pool_timeout=PROBE_TIMEOUT)
+        except RetryAfter as exc:
+            raise RateLimited(_seconds(exc)) from exc
+        except InvalidToken as exc:
+            raise FatalChannelError("Telegram rejected the token") from exc
+        except TelegramError as exc:
+            raise TransientError(f"probe: {type(exc).__name__}") from exc
+
     async def _send_media(self, chat_id: int, message: Outbound,
                           markup: InlineKeyboardMarkup | None) -> Message:
         """Send a file by Telegram file id or public URL; anything else as a text link."""
         media = message.media
         assert media is not None
-        bot = self.application.bot
+        bot = self.bot
         kept = await asyncio.to_thread(_read_kept, media.path) if media.path else None
         file: str | bytes = kept if kept is not None else media.ref  # our copy outlives a URL
         if kept is None and media.channel != NAME and not media.ref.startswith(("http://", "https://")):
@@ -281,14 +430,10 @@ class TelegramChannel:
             if message.media is not None:
                 sent = await self._send_media(int(chat_id), message, markup)
             else:
-                sent = await self.application.bot.send_message(
+                sent = await self.bot.send_message(
                     chat_id=int(chat_id), text=message.text, reply_markup=markup)
         except RetryAfter as exc:
-            with warnings.catch_warnings():  # PTB 22 warns that the type will change
-                warnings.simplefilter("ignore")
-                delay = exc.retry_after
-            seconds = delay.total_seconds() if isinstance(delay, timedelta) else float(delay)
-            raise RateLimited(seconds) from exc
+            raise RateLimited(_seconds(exc)) from exc
         except Forbidden as exc:
             raise Unreachable(f"forbidden: {exc.message}") from exc
         except InvalidToken as exc:

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from bot.channels.base import (
+    Accept,
     FatalChannelError,
     PermanentError,
     RateLimited,
     RateLimits,
     TransientError,
     Unreachable,
+    webhook_secret_ok,
 )
 from bot.messages import Attachment, Inbound, Outbound
 from bot.settings import Settings
@@ -27,9 +27,8 @@ from bot.settings import Settings
 _LOGGER = logging.getLogger(__name__)
 NAME = "zalo"
 SECRET_HEADER = "X-Bot-Api-Secret-Token"
-MAX_BACKOFF = 30.0
-
-InboundHandler = Callable[[Inbound], Awaitable[object]]
+MAX_BACKOFF = 5.0  # seconds between polls while Zalo or the database is away
+PROBE_TIMEOUT = 3.0
 
 
 class ZaloApiError(Exception):
@@ -51,6 +50,14 @@ def _json(raw: bytes) -> dict[str, Any]:
 
 def _first(*values: Any) -> Any:
     return next((v for v in values if v not in (None, "")), None)
+
+
+def _event_id(payload: dict[str, Any]) -> str | None:
+    """The message id of a raw event, if one can be found without trusting its shape."""
+    event = payload.get("result") if isinstance(payload.get("result"), dict) else payload
+    message = event.get("message") if isinstance(event, dict) else None
+    value = message.get("message_id") if isinstance(message, dict) else None
+    return str(value)[:128] if isinstance(value, str | int) and value != "" else None
 
 
 def to_inbound(payload: dict[str, Any]) -> Inbound | None:
@@ -97,12 +104,10 @@ class ZaloChannel:
 
     name = NAME
 
-    def __init__(self, settings: Settings, on_inbound: InboundHandler,
-                 on_accept: InboundHandler | None = None) -> None:
+    def __init__(self, settings: Settings, accept: Accept) -> None:
         assert settings.zalo_token is not None
         self.settings = settings
-        self.on_inbound = on_inbound
-        self.on_accept = on_accept or on_inbound  # webhook deliveries: stored, then handled
+        self.accept = accept
         self.webhook = bool(settings.zalo_webhook_url)
         self._base = f"{settings.zalo_api_url.rstrip('/')}{settings.zalo_token.get_secret_value()}"
         self._http: aiohttp.ClientSession | None = None
@@ -164,43 +169,77 @@ class ZaloChannel:
             await self.call("deleteWebhook")
 
     async def _poll(self) -> None:
-        delay = 1.0
+        """Long-poll; each event is stored before the next poll (Zalo has no acknowledgement,
+        so an event fetched but not stored would be gone). A stop waits for the store."""
+        delay = 0.25
         timeout = self.settings.zalo_poll_timeout
-        while not self._stopping.is_set():
-            try:
-                update = await self.call("getUpdates", wait_seconds=timeout + 10,
-                                         timeout=max(1, int(timeout)))
-                delay = 1.0
-            except ZaloApiError as exc:
-                if exc.code == 408:
-                    continue  # nothing new
-                if exc.code == 401:
-                    _LOGGER.critical("Zalo rejected the token while polling; polling stopped")
-                    return
-                wait = self.settings.zalo_rate_limited_pause if exc.code == 429 else delay
-                _LOGGER.warning("Zalo polling failed (%s); retrying in %.0fs", exc.code, wait)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), wait)
-                delay = min(delay * 2, MAX_BACKOFF)
-                continue
-            if isinstance(update, dict):
-                await self._handle(update)
-
-    async def _handle(self, payload: dict[str, Any]) -> None:
-        inbound = to_inbound(payload)
-        if inbound is None:
-            return
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        pending: dict[str, Any] | None = None  # fetched, not yet stored
         try:
-            await self.on_inbound(inbound)
-        except Exception:
-            _LOGGER.exception("A Zalo event could not be handled")
+            while not self._stopping.is_set() or pending is not None:
+                if pending is None:
+                    fetch = asyncio.ensure_future(self.call(
+                        "getUpdates", wait_seconds=timeout + 10, timeout=max(1, int(timeout))))
+                    await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                    if not fetch.done():  # stopping while waiting: nothing was taken
+                        fetch.cancel()
+                        with contextlib.suppress(BaseException):
+                            await fetch
+                        return
+                    try:
+                        update = fetch.result()
+                    except ZaloApiError as exc:
+                        if exc.code == 408:
+                            continue  # nothing new
+                        if exc.code == 401:
+                            _LOGGER.critical("Zalo rejected the token while polling; "
+                                             "polling stopped")
+                            return
+                        wait = self.settings.zalo_rate_limited_pause if exc.code == 429 \
+                            else delay
+                        _LOGGER.warning("Zalo polling failed (%s); retrying in %.1fs",
+                                        exc.code, wait)
+                        await self._pause(wait)
+                        delay = min(delay * 2, MAX_BACKOFF)
+                        continue
+                    if not isinstance(update, dict):
+                        continue
+                    pending = update
+                try:
+                    await self._store(pending)
+                except Exception as exc:
+                    # Kept in memory and stored again: Zalo will not send it a second time.
+                    _LOGGER.warning("A Zalo event is not stored yet (%s); retrying in %.1fs",
+                                    type(exc).__name__, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, MAX_BACKOFF)
+                    continue
+                pending = None
+                delay = 0.25
+        finally:
+            stopping.cancel()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _store(self, payload: dict[str, Any]) -> None:
+        """Store one event (or, if unreadable, its id) through the inbox."""
+        try:
+            inbound = to_inbound(payload)
+        except Exception as exc:
+            _LOGGER.warning("A Zalo event could not be read (%s); skipped", type(exc).__name__)
+            event_id = _event_id(payload)
+            if event_id:
+                await self.accept([], [(NAME, event_id)])
+            return
+        if inbound is not None:
+            await self.accept([inbound], [])
 
     async def handle_webhook(self, request: web.Request) -> web.Response:
-        """Check the secret header before the body; store the event, answer 200, handle it."""
-        secret = self.settings.zalo_webhook_secret
-        given = request.headers.get(SECRET_HEADER, "")
-        if secret is None or not hmac.compare_digest(given.encode(),
-                                                     secret.get_secret_value().encode()):
+        """Check the secret header before the body; 200 only once the event is stored, 503
+        while the database is away (so Zalo delivers it again)."""
+        if not webhook_secret_ok(request, SECRET_HEADER, self.settings.zalo_webhook_secret):
             return web.Response(status=403, text="forbidden")
         try:
             payload = await request.json()
@@ -208,13 +247,12 @@ class ZaloChannel:
             return web.Response(status=400, text="bad payload")
         if not isinstance(payload, dict):
             return web.Response(status=400, text="bad payload")
-        inbound = to_inbound(payload)
-        if inbound is not None:
-            try:
-                await self.on_accept(inbound)  # stored before Zalo hears 200
-            except Exception:
-                _LOGGER.exception("Could not store a Zalo event; Zalo will resend it")
-                return web.Response(status=500, text="try again")
+        try:
+            await self._store(payload)
+        except Exception as exc:
+            _LOGGER.warning("Could not store a Zalo event (%s); Zalo will resend it",
+                            type(exc).__name__)
+            return web.Response(status=503, text="try again")
         return web.json_response({"ok": True})
 
     def routes(self) -> list[web.RouteDef]:
@@ -224,11 +262,15 @@ class ZaloChannel:
         return [web.post(self.settings.zalo_webhook_path, self.handle_webhook)]
 
     async def stop_receiving(self) -> None:
-        """Stop polling and finish the events already taken."""
+        """Stop polling; an event already fetched is stored first, never cut off."""
         self._stopping.set()
         if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
+                await asyncio.wait_for(asyncio.shield(self._poller), 30)
+            except TimeoutError:
+                _LOGGER.error("A fetched Zalo event could not be stored before stopping")
+                self._poller.cancel()
+            with contextlib.suppress(BaseException):
                 await self._poller
             self._poller = None
 
@@ -241,6 +283,21 @@ class ZaloChannel:
     async def throttle(self, chat_id: str) -> None:
         """Respect our own pace: Zalo documents no number, so stay well below trouble."""
         await self.limits.acquire(chat_id)
+
+    def chat_ready_in(self, chat_id: str) -> float:
+        """Seconds until chat_id may receive another message."""
+        return self.limits.chat_ready_in(chat_id)
+
+    async def probe(self) -> None:
+        """getMe with a short timeout: is the Bot API answering again?"""
+        try:
+            await self.call("getMe", wait_seconds=PROBE_TIMEOUT)
+        except ZaloApiError as exc:
+            if exc.code == 401:
+                raise FatalChannelError("Zalo rejected the token") from exc
+            if exc.code == 429:
+                raise RateLimited(self.settings.zalo_rate_limited_pause, str(exc)) from exc
+            raise TransientError(f"probe: {exc.code}") from exc
 
     async def send(self, chat_id: str, message: Outbound) -> str:
         """Send text (already split to 2000 characters) or a photo by public URL."""
