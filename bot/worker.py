@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from bot.channels.base import (
     Channel,
@@ -28,7 +29,11 @@ from storage.models import Account, Outbox, OutboxStatus, Priority
 
 _LOGGER = logging.getLogger(__name__)
 FATAL_PAUSE = timedelta(minutes=5)
-MAX_CHANNEL_PAUSE = 300.0  # while a messenger is down, probe it at least every 5 minutes
+# While a messenger fails, its sends pause and a cheap probe (getMe) asks whether it is back:
+# first after half a second, then doubling while failures continue, never more than a few
+# seconds apart, so an alert waiting for it goes out within seconds of its recovery.
+FIRST_PROBE = 0.5
+MAX_PROBE_INTERVAL = 4.0
 
 
 @dataclass(frozen=True)
@@ -65,7 +70,12 @@ def backoff(attempts: int) -> float:
 
 
 class DeliveryWorker:
-    """Sends outbox rows through their channels; survives crashes via leases."""
+    """Sends outbox rows through their channels; survives crashes via leases.
+
+    Fair: a chat that must wait (one message a second per chat) never holds a sending slot;
+    its queued rows are spread out in time so that every other chat's rows stay visible to
+    the next claim.
+    """
 
     def __init__(
         self,
@@ -98,7 +108,11 @@ class DeliveryWorker:
         self._ready: list[Claimed] = []  # claimed (leased) but not started: never sent yet
         self._kicked = True  # new rows were committed since the last claim
         self._paused: dict[str, datetime] = {}
-        self._failures: dict[str, int] = {}  # consecutive transient failures per channel
+        self._failures: dict[str, int] = {}  # consecutive failed rounds (probes) per channel
+        self._probe_due: set[str] = set()  # paused for trouble: probe before sending again
+        self._probes: dict[str, asyncio.Task[None]] = {}
+        self._renewed_at: datetime | None = None
+        self._soonest_chat: float | None = None  # seconds until a waiting chat may send
         self._marks: list[tuple[Claimed, str, asyncio.Future[None]]] = []
         self._marking: asyncio.Task[None] | None = None
 
@@ -143,6 +157,8 @@ class DeliveryWorker:
                 except Exception:
                     _LOGGER.exception("Could not claim outbox rows; retrying")
                 self._ready = sorted(self._ready + claimed, key=lambda c: (c.priority, c.id))
+            self._start_probes()
+            await self._renew_leases()
             paused = set(self._active_paused(self.clock.now()))
             if paused and any(r.channel in paused for r in self._ready):
                 # The channel is down: hand its claimed rows back, so that when it returns
@@ -174,7 +190,70 @@ class DeliveryWorker:
         self._wake.set()
 
     def _active_paused(self, now: datetime) -> list[str]:
-        return [name for name, until in self._paused.items() if until > now]
+        """Channels that may not send now: paused, or waiting for a probe to succeed."""
+        return [name for name, until in self._paused.items()
+                if until > now or name in self._probe_due]
+
+    def _start_probes(self) -> None:
+        """Probe each channel whose pause for trouble has run out (one probe at a time)."""
+        now = self.clock.now()
+        for name in list(self._probe_due):
+            if self._paused.get(name, now) > now or name in self._probes:
+                continue
+            task = asyncio.create_task(self._probe(name), name=f"probe-{name}")
+            self._probes[name] = task
+
+    async def _probe(self, name: str) -> None:
+        channel = self.channels[name]
+        try:
+            probe = getattr(channel, "probe", None)
+            if probe is not None:
+                await probe()
+        except RateLimited as exc:
+            self._paused[name] = self.clock.now() + timedelta(seconds=exc.retry_after)
+        except Exception as exc:
+            self._trouble(name)
+            _LOGGER.warning("%s is still unreachable (%s); next probe in %.1fs", name,
+                            type(exc).__name__,
+                            (self._paused[name] - self.clock.now()).total_seconds())
+        else:
+            _LOGGER.info("%s answers again; sending resumes", name)
+            self._probe_due.discard(name)
+            self._failures[name] = 0
+            self._paused.pop(name, None)
+        finally:
+            self._probes.pop(name, None)
+            self._wake.set()
+
+    def _trouble(self, name: str) -> None:
+        """Count one failed round for a channel and pause it until the next probe."""
+        failures = self._failures.get(name, 0) + 1
+        self._failures[name] = failures
+        pause = min(FIRST_PROBE * 2 ** (failures - 1), MAX_PROBE_INTERVAL)
+        self._paused[name] = self.clock.now() + timedelta(seconds=pause * random.uniform(0.9, 1.1))
+        self._probe_due.add(name)
+
+    async def _renew_leases(self) -> None:
+        """Extend the leases of rows this worker holds, so a short lease is safe.
+
+        A process killed with SIGKILL stops renewing: its rows are taken over by another
+        process (or the next start) within one lease.
+        """
+        now = self.clock.now()
+        every = self.lease / 3
+        if self._renewed_at is not None and now - self._renewed_at < every:
+            return
+        self._renewed_at = now
+        held = [c.id for c in [*self._tasks.values(), *self._ready]]
+        if not held:
+            return
+        try:
+            async with self.sessions() as session, session.begin():
+                await session.execute(update(Outbox).where(
+                    Outbox.id.in_(held), Outbox.status == OutboxStatus.SENDING,
+                ).values(lease_until=now + self.lease))
+        except Exception as exc:
+            _LOGGER.warning("Could not renew outbox leases (%s)", type(exc).__name__)
 
     async def _claim(self, limit: int) -> list[Claimed]:
         now = self.clock.now()
@@ -188,9 +267,20 @@ class DeliveryWorker:
             # Two index-ordered queries instead of one OR: due rows walk the (status,
             # priority, id) index and stop after `want` rows; expired leases are few.
             want = limit * 4 + len(busy_ids)
+            # Only the first row of each chat is a candidate (the NOT EXISTS walks the
+            # account index): a chat with a hundred queued replies offers one row, not a
+            # hundred, so it can never hide another chat's reply or alert from the claim.
+            earlier = aliased(Outbox)
+            ahead = (select(earlier.id)
+                     .where(earlier.account_id == Outbox.account_id,
+                            earlier.status.in_((OutboxStatus.PENDING, OutboxStatus.SENDING)),
+                            or_(earlier.priority < Outbox.priority,
+                                and_(earlier.priority == Outbox.priority,
+                                     earlier.id < Outbox.id)))
+                     .exists())
             due = (select(Outbox)
                    .where(Outbox.status == OutboxStatus.PENDING, Outbox.next_attempt_at <= now,
-                          Outbox.channel.in_(channels))
+                          Outbox.channel.in_(channels), ~ahead)
                    .order_by(Outbox.priority, Outbox.id).limit(want)
                    .with_for_update(skip_locked=True))
             if self.quiet(now):  # awareness messages wait for morning; alerts never wait
@@ -204,14 +294,20 @@ class DeliveryWorker:
                      for row in (await session.execute(q)).scalars()}
             rows = sorted(found.values(), key=lambda r: (r.priority, r.id))
             picked: list[Outbox] = []
+            soonest: float | None = None
             for row in rows:
                 key = (row.channel, row.chat_id)
                 if row.id in busy_ids or key in busy_chats:
                     continue  # one message at a time per chat keeps them in order
+                ready_in = self._chat_ready_in(row.channel, row.chat_id)
+                if ready_in > 0:  # this chat must wait: it does not get to hold a slot
+                    soonest = ready_in if soonest is None else min(soonest, ready_in)
+                    continue
                 busy_chats.add(key)
                 picked.append(row)
                 if len(picked) >= limit:
                     break
+            self._soonest_chat = soonest
             claimed = []
             for row in picked:
                 row.status = OutboxStatus.SENDING
@@ -222,6 +318,10 @@ class DeliveryWorker:
                                        row.created_at, row.priority))
         return claimed
 
+    def _chat_ready_in(self, channel: str, chat_id: str) -> float:
+        ready_in = getattr(self.channels[channel], "chat_ready_in", None)
+        return ready_in(chat_id) if ready_in is not None else 0.0
+
     async def _wait_seconds(self) -> float:
         now = self.clock.now()
         async with self.sessions() as session:
@@ -229,12 +329,18 @@ class DeliveryWorker:
                 select(func.min(Outbox.next_attempt_at))
                 .where(Outbox.status == OutboxStatus.PENDING)
             )).scalar_one_or_none()
+        wait = self.poll_seconds
+        if self._soonest_chat is not None:  # a chat's pace, not the database, says when
+            wait = min(wait, max(0.01, self._soonest_chat))
+        for name, until in self._paused.items():  # a probe is due when a pause runs out
+            if name not in self._probes:
+                wait = min(wait, max(0.01, (until - now).total_seconds()))
         if due is None:
-            return self.poll_seconds
+            return wait
         if due.tzinfo is None:  # func.min bypasses the column type on some dialects
             due = due.replace(tzinfo=now.tzinfo)
         seconds = (due - now).total_seconds()
-        return self.poll_seconds if seconds <= 0 else min(seconds, self.poll_seconds)
+        return wait if seconds <= 0 else min(seconds, wait)
 
     async def _deliver(self, row: Claimed) -> None:
         channel = self.channels[row.channel]
@@ -245,14 +351,13 @@ class DeliveryWorker:
             self._paused[row.channel] = self.clock.now() + timedelta(seconds=exc.retry_after)
             await self._retry(row, exc.retry_after, str(exc), counts=False)
         except TransientError as exc:
-            # The messenger is in trouble, not this message: pause the whole channel with a
-            # growing backoff, so when it recovers the queue drains in priority order.
-            failures = self._failures.get(row.channel, 0) + 1
-            self._failures[row.channel] = failures
-            pause = min(backoff(failures), MAX_CHANNEL_PAUSE)
-            self._paused[row.channel] = max(self._paused.get(row.channel, self.clock.now()),
-                                            self.clock.now() + timedelta(seconds=pause))
-            await self._retry(row, 0, str(exc))
+            # The messenger is in trouble, not this message: pause the whole channel and
+            # probe it, so when it recovers the queue drains in priority order. Sends that
+            # were in flight together fail together: that is one failed round, not many.
+            first = row.channel not in self._active_paused(self.clock.now())
+            if first:
+                self._trouble(row.channel)
+            await self._retry(row, 0, str(exc), counts=first)
         except Unreachable as exc:
             await self._dead(row, str(exc), unreachable=True)
         except PermanentError as exc:
@@ -265,7 +370,6 @@ class DeliveryWorker:
             _LOGGER.exception("Unexpected error sending outbox row %s", row.id)
             await self._retry(row, backoff(row.attempts), f"{type(exc).__name__}: {exc}")
         else:
-            self._failures[row.channel] = 0
             await self._mark_sent(row, message_id)
 
     def _mine(self, row: Claimed) -> Any:
