@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from bot import campaigns as svc
 from bot.content import library
-from bot.dispatch import Context, Router
+from bot.dispatch import Context, Router, parse_number
 from bot.messages import Choice
 from storage.areas import subtree
 from storage.models import Campaign, CampaignRun, CampaignStatus, Role
@@ -133,8 +133,8 @@ async def manage(ctx: Context) -> None:
     """camp:<show|pause|resume|cancel>:<id> from the list, for the admin's own campaigns."""
     parts = (ctx.choice or "").split(":")
     areas = set(_admin_areas(ctx))
-    campaign = await ctx.session.get(Campaign, int(parts[2])) if len(parts) == 3 and \
-        parts[2].isdigit() else None
+    campaign_id = parse_number(parts[2]) if len(parts) == 3 else None
+    campaign = await ctx.session.get(Campaign, campaign_id) if campaign_id else None
     if not areas or campaign is None or not set(campaign.area_ids) <= await _scope(ctx, areas):
         ctx.reply("campaign.not_admin")
         return

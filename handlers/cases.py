@@ -8,7 +8,7 @@ from collections.abc import Callable
 from sqlalchemy import or_, select
 
 from bot import cases
-from bot.dispatch import Context, Router
+from bot.dispatch import Context, Router, parse_number
 from bot.i18n import Translator
 from bot.messages import Choice, Media, Outbound
 from handlers.report import attachment_problem
@@ -72,7 +72,7 @@ async def _tell_reporter(ctx: Context, incident: Incident, event: str,
 async def case_choice(ctx: Context) -> None:
     """Route a case:<action>:<id>[:<arg>] choice after checking who may do it."""
     parts = (ctx.choice or "").split(":")
-    if len(parts) < 3 or not parts[2].isdigit():
+    if len(parts) < 3 or parse_number(parts[2]) is None:
         ctx.reply("error.stale_choice")
         return
     action, incident_id, arg = parts[1], int(parts[2]), parts[3] if len(parts) > 3 else None
@@ -212,7 +212,7 @@ async def _reassign(ctx: Context, incident: Incident, arg: str | None) -> None:
             choices.append(Choice(f"case:reassign:{incident.id}:{person_id}", label))
         ctx.reply("case.reassign.prompt", choices=choices, ref=incident.ref)
         return
-    if not arg.isdigit() or int(arg) not in candidates:
+    if parse_number(arg or "") not in candidates:
         ctx.reply("error.stale_choice")
         return
     now = ctx.clock.now()

@@ -81,7 +81,7 @@ async def language(ctx: Context) -> None:
 
 async def choose_language(ctx: Context) -> None:
     """Switch the person's (or the stranger's account's) language."""
-    code = (ctx.choice or "").split(":", 1)[1]
+    code = (ctx.choice or "").partition(":")[2]
     if code not in LANGUAGES:
         ctx.reply("error.stale_choice")
         return
@@ -103,7 +103,7 @@ async def menu_choice(ctx: Context) -> None:
     """Run the main-menu item that was chosen."""
     from handlers import cases, report
 
-    item = (ctx.choice or "").split(":", 1)[1]
+    item = (ctx.choice or "").partition(":")[2]
     action = {"help": help_, "me": me, "language": language, "report": report.start,
               "mycases": cases.my_cases, "cases": cases.list_cases}.get(item)
     if action is None:

@@ -9,7 +9,7 @@ from bot.dispatch import Context, Router
 from storage.models import Role
 
 _WHEN = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2,4})(?:\s+(\d{1,2})[:h](\d{2}))?$")
-_SPAN = re.compile(r"^(\d+)\s*([hd])$", re.IGNORECASE)
+_SPAN = re.compile(r"^(\d{1,4})\s*([hd])$", re.IGNORECASE)  # longer is never valid
 LONGEST = timedelta(days=90)
 
 

@@ -79,7 +79,7 @@ async def alerts(ctx: Context) -> None:
 
 async def choose_alerts(ctx: Context) -> None:
     """Store the chosen messenger for alerts."""
-    channel = (ctx.choice or "").split(":", 1)[1]
+    channel = (ctx.choice or "").partition(":")[2]
     if ctx.person is None or channel not in await _channels(ctx):
         ctx.reply("error.stale_choice")
         return

@@ -143,18 +143,22 @@ async def _ensure_role(ctx: Context, person: Person, role: str, *, area_id: int 
 async def _complete(ctx: Context, invitation: Invitation, name: str | None) -> None:
     now = ctx.clock.now()
     target = invitation.person
-    if target is not None:
-        if ctx.person is not None and ctx.person.id != target.id and ctx.roles:
-            ctx.clear()
-            ctx.reply("register.other_person")
-            return
-        ctx.account.person = target
-    else:
-        target = await _ensure_person(ctx, name)
+    if target is not None and ctx.person is not None and ctx.person.id != target.id \
+            and ctx.roles:
+        ctx.clear()
+        ctx.reply("register.other_person")
+        return
+    # Use the code first, before linking anyone to anything: of two accounts redeeming one
+    # code at the same moment, the second waits on the row lock (PostgreSQL) or the write
+    # lock (SQLite) and then finds it used, with nothing of its own changed.
     if not await consume(ctx.session, invitation, now):
         ctx.clear()
         ctx.reply("code.used")
         return
+    if target is not None:
+        ctx.account.person = target
+    else:
+        target = await _ensure_person(ctx, name)
     await _ensure_role(ctx, target, invitation.role, area_id=invitation.area_id,
                        school_id=invitation.school_id, duty=invitation.duty)
     ctx.session.add(Redemption(invitation_id=invitation.id, account_id=ctx.account.id,

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bot import cases, escalation
-from bot.dispatch import Context, Router
+from bot.dispatch import Context, Router, parse_number
 from bot.messages import Attachment, Choice, Outbound
 from storage.models import (
     CATEGORIES,
@@ -280,7 +280,7 @@ async def _category(ctx: Context, parts: list[str], text: str) -> bool:
 
 
 async def _school(ctx: Context, parts: list[str], text: str) -> bool:
-    if parts[:2] != ["report", "school"] or not parts[2].isdigit():
+    if parts[:2] != ["report", "school"] or len(parts) < 3 or parse_number(parts[2]) is None:
         return False
     school_id = int(parts[2])
     if school_id not in reporter_schools(ctx):
