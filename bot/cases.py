@@ -15,11 +15,11 @@ from bot.i18n import Translator
 from bot.messages import Choice, Outbound
 from bot.outbox import enqueue, preferred_account
 from storage.areas import ancestors, subtree
+from storage.conversations import conversation_for
 from storage.invitations import random_code
 from storage.models import (
     Account,
     Area,
-    Conversation,
     Duty,
     Incident,
     IncidentEvent,
@@ -185,11 +185,8 @@ async def notify(session: AsyncSession, person_id: int, compose: Callable[[Trans
 async def offer(session: AsyncSession, account: Account, message: Outbound,
                 now: datetime) -> None:
     """Let a typed number answer this message's choices, unless the person is mid-flow."""
-    conversation = await session.get(Conversation, account.id)
-    if conversation is None:
-        session.add(Conversation(account_id=account.id, data={}, updated_at=now,
-                                 choices=[[c.key, c.label] for c in message.choices]))
-    elif not conversation.flow:
+    conversation = await conversation_for(session, account.id, now)
+    if not conversation.flow:
         conversation.choices = [[c.key, c.label] for c in message.choices]
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
@@ -21,6 +22,7 @@ from bot.messages import Choice, Inbound, Outbound
 from bot.outbox import enqueue
 from bot.settings import Settings
 from storage import db
+from storage.conversations import conversation_for
 from storage.models import (
     Account,
     Conversation,
@@ -273,9 +275,9 @@ class Dispatcher:
         flooding = self.flood.flooding(inbound.channel, inbound.external_id)
         async with self._lock(inbound):
             try:
-                done = await db.retry_transient(
+                done = await self._twice(lambda: db.retry_transient(
                     lambda: self._handle(inbound, from_inbox, flooding),
-                    what=f"Handling a {inbound.channel} update")
+                    what=f"Handling a {inbound.channel} update"))
             except Exception as exc:
                 if db.is_transient(exc):
                     raise Deferred(type(exc).__name__) from exc
@@ -293,6 +295,17 @@ class Dispatcher:
         if done:
             self.on_commit()
         return done
+
+    @staticmethod
+    async def _twice(work: Callable[[], Awaitable[bool]]) -> bool:
+        """Run work; once more after a unique-key conflict, which another transaction's
+        concurrent insert causes (the second run sees that row). A conflict that repeats is
+        a real error."""
+        try:
+            return await work()
+        except IntegrityError:
+            _LOGGER.info("A concurrent insert conflicted; handling the update once more")
+            return await work()
 
     async def _record(self, session: AsyncSession, inbound: Inbound, from_inbox: bool) -> bool:
         """Record the event as handled in this transaction; False if it was already."""
@@ -316,11 +329,7 @@ class Dispatcher:
             if inbound.member is not None:  # the person blocked or unblocked the bot
                 account.blocked_at = now if inbound.member == "kicked" else None
                 return True
-            conversation = await session.get(Conversation, account.id)
-            if conversation is None:
-                conversation = Conversation(account_id=account.id, data={}, choices=[],
-                                            updated_at=now)
-                session.add(conversation)
+            conversation = await conversation_for(session, account.id, now)
             ctx = Context(session, self.settings, self.clock, inbound, account, conversation)
             offered = list(conversation.choices or [])
             conversation.choices = []

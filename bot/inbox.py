@@ -75,10 +75,14 @@ class Inbox:
             return new
 
         new = await db.retry_transient(store, attempts=3, what="Storing inbound updates")
+        # Every stored update of the batch is handed on, not just the newly inserted ones: a
+        # commit that failed on the way back (the database restarting) may have stored them
+        # after all, and a redelivery of an update stored before a crash must be handled too.
+        # The dispatcher's own record makes an update already handled a no-op.
         # While older updates wait for the sweeper, newer ones queue behind them (the sweeper
         # takes them in arrival order), so one person's messages keep their order.
-        if new and not self._backlog.is_set():
-            self._spawn(self._handle_in_order(new))
+        if items and not self._backlog.is_set():
+            self._spawn(self._handle_in_order(items))
         return len(new)
 
     async def _insert(self, session: Any, channel: str, event_id: str, payload: dict[str, Any],

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     telegram_group_per_minute: float = 20.0
     outbox_max_attempts: int = 100
     outbox_give_up_hours: float = 24.0
-    outbox_lease_seconds: float = 120.0
+    outbox_lease_seconds: float = 30.0  # renewed while held; a killed process's rows return
     # Registration.
     code_failures_allowed: int = 5
     code_lockout_minutes: int = 15

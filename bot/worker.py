@@ -25,6 +25,7 @@ from bot.channels.base import (
 )
 from bot.clock import Clock
 from bot.messages import Outbound
+from storage import db
 from storage.models import Account, Outbox, OutboxStatus, Priority
 
 _LOGGER = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ class DeliveryWorker:
         concurrency: int = 8,
         max_attempts: int = 100,
         give_up_after: timedelta = timedelta(hours=24),
-        lease_seconds: float = 120.0,
+        lease_seconds: float = 30.0,
         poll_seconds: float = 2.0,
         on_unreachable: Callable[[AsyncSession, str, datetime], Awaitable[None]] | None = None,
         quiet: Callable[[datetime], bool] = lambda _now: False,
@@ -154,8 +155,12 @@ class DeliveryWorker:
                 self._kicked = False
                 try:
                     claimed = await self._claim(room)
-                except Exception:
-                    _LOGGER.exception("Could not claim outbox rows; retrying")
+                except Exception as exc:
+                    if db.is_transient(exc):  # the database blinked: the next loop retries
+                        _LOGGER.warning("Could not claim outbox rows (%s); retrying",
+                                        type(exc).__name__)
+                    else:
+                        _LOGGER.exception("Could not claim outbox rows; retrying")
                 self._ready = sorted(self._ready + claimed, key=lambda c: (c.priority, c.id))
             self._start_probes()
             await self._renew_leases()
@@ -185,8 +190,11 @@ class DeliveryWorker:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
-        if not task.cancelled() and task.exception() is not None:
-            _LOGGER.error("Delivery task crashed", exc_info=task.exception())
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            if db.is_transient(exc):  # its row keeps its lease and is sent again after it
+                _LOGGER.warning("A delivery could not be recorded (%s)", type(exc).__name__)
+            else:
+                _LOGGER.error("Delivery task crashed", exc_info=exc)
         self._wake.set()
 
     def _active_paused(self, now: datetime) -> list[str]:
@@ -392,11 +400,15 @@ class DeliveryWorker:
     async def _flush_marks(self) -> None:
         while self._marks:
             batch, self._marks = self._marks, []
-            try:
+            async def mark(batch: list[Any] = batch) -> None:
                 async with self.sessions() as session, session.begin():
                     await session.execute(MARK_SENT, [
                         {"b_id": row.id, "b_attempts": row.attempts, "b_mid": message_id,
                          "b_now": self.clock.now()} for row, message_id, _ in batch])
+
+            try:  # a message that went out must be recorded, or it goes out again later
+                await db.retry_transient(mark, attempts=20, max_delay=2.0,
+                                         what="Recording sent messages")
             except Exception as exc:
                 for _, _, done in batch:
                     if not done.done():
@@ -419,23 +431,35 @@ class DeliveryWorker:
         }
         if not counts:
             values["attempts"] = row.attempts - 1
-        async with self.sessions() as session, session.begin():
-            await session.execute(update(Outbox).where(self._mine(row)).values(**values))
+
+        async def write() -> None:
+            async with self.sessions() as session, session.begin():
+                await session.execute(update(Outbox).where(self._mine(row)).values(**values))
+
+        await db.retry_transient(write, what="Rescheduling a message")
 
     async def _dead(self, row: Claimed, error: str, unreachable: bool = False) -> None:
         now = self.clock.now()
         _LOGGER.warning("Outbox row %s is dead: %s", row.id, error)
-        async with self.sessions() as session, session.begin():
-            await session.execute(update(Outbox).where(self._mine(row)).values(
-                status=OutboxStatus.DEAD, lease_until=None, last_error=error[:2000]))
-            if unreachable:
-                await session.execute(update(Account).where(Account.id == row.account_id)
-                                      .values(blocked_at=now))
-                if self.on_unreachable is not None:
-                    await self.on_unreachable(session, row.key, now)
+
+        async def write() -> None:
+            async with self.sessions() as session, session.begin():
+                await session.execute(update(Outbox).where(self._mine(row)).values(
+                    status=OutboxStatus.DEAD, lease_until=None, last_error=error[:2000]))
+                if unreachable:
+                    await session.execute(update(Account).where(Account.id == row.account_id)
+                                          .values(blocked_at=now))
+                    if self.on_unreachable is not None:
+                        await self.on_unreachable(session, row.key, now)
+
+        await db.retry_transient(write, what="Recording an undeliverable message")
 
     async def _release(self, rows: list[Claimed]) -> None:
-        async with self.sessions() as session, session.begin():
-            for row in rows:
-                await session.execute(update(Outbox).where(self._mine(row)).values(
-                    status=OutboxStatus.PENDING, lease_until=None, attempts=row.attempts - 1))
+        async def write() -> None:
+            async with self.sessions() as session, session.begin():
+                for row in rows:
+                    await session.execute(update(Outbox).where(self._mine(row)).values(
+                        status=OutboxStatus.PENDING, lease_until=None,
+                        attempts=row.attempts - 1))
+
+        await db.retry_transient(write, what="Handing back claimed messages")

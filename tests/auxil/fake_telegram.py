@@ -40,6 +40,8 @@ class FakeTelegram(LoopbackServer):
     send_latency: float = 0.0  # simulated network time per send, to have sends in flight
     sent_total: int = 0  # successful sends, counted as they happen (cheap to poll)
     sent_per_chat: dict[int, int] = field(default_factory=dict)
+    updates_served: int = 0  # updates handed out by getUpdates (counting repeats)
+    highest_confirmed: int = 0  # the highest offset a getUpdates call confirmed
 
     @property
     def api_url(self) -> str:
@@ -160,6 +162,8 @@ class FakeTelegram(LoopbackServer):
         call = Call(method, params)
         self.record(call)
         try:
+            if (down := await self.outage_answer()) is not None:
+                return down
             if request.match_info["token"] != self.token:
                 return _error(401, "Unauthorized")
             faults = [f for f in self._faults.get(method, [])
@@ -232,10 +236,17 @@ class FakeTelegram(LoopbackServer):
     async def api_getUpdates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         offset = int(params.get("offset") or 0)
         if offset:
+            self.highest_confirmed = max(self.highest_confirmed, offset - 1)
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
         await self._long_poll(lambda: bool(self._updates),
                               min(float(params.get("timeout") or 0), 5.0))
-        return list(self._updates[:100])
+        batch = list(self._updates[:100])
+        self.updates_served += len(batch)
+        return batch
+
+    def pending_updates(self) -> int:
+        """Updates queued and not yet confirmed by an offset."""
+        return len(self._updates)
 
 
 def _user(user_id: int, first_name: str, last_name: str | None) -> dict[str, Any]:

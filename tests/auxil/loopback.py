@@ -29,6 +29,8 @@ class LoopbackServer(ABC):
     _changed: asyncio.Condition | None = None
     _closing: asyncio.Event | None = None
     _runner: web.AppRunner | None = None
+    _site: web.TCPSite | None = None
+    down_mode: str | None = None  # a whole-API outage: "500", "hang" or "refuse"
 
     @abstractmethod
     def routes(self, app: web.Application) -> None:
@@ -44,7 +46,38 @@ class LoopbackServer(ABC):
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
+        self._site = site
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def go_down(self, mode: str) -> None:
+        """Start a whole-API outage: every call answers 500, hangs, or is refused."""
+        assert mode in ("500", "hang", "refuse")
+        self.down_mode = mode
+        if mode == "refuse" and self._site is not None:
+            await self._site.stop()  # nothing listens on the port: connections are refused
+            self._site = None
+
+    async def come_back(self) -> None:
+        """End the outage (hanging calls are answered 500 now; the port listens again)."""
+        if self.down_mode == "refuse" and self._runner is not None:
+            site = web.TCPSite(self._runner, "127.0.0.1", self.port, reuse_address=True)
+            await site.start()
+            self._site = site
+        self.down_mode = None
+        await self._notify()
+
+    async def outage_answer(self) -> web.Response | None:
+        """What a call gets during an outage, or None when the API is up."""
+        if self.down_mode is None:
+            return None
+        if self.down_mode == "hang":
+            assert self._changed is not None and self._closing is not None
+            closing = self._closing
+            async with self._changed:
+                await self._changed.wait_for(
+                    lambda: self.down_mode != "hang" or closing.is_set())
+        return web.json_response({"ok": False, "error_code": 500,
+                                  "description": "Internal Server Error"}, status=500)
 
     async def close(self) -> None:
         """Release waiting requests and stop listening."""
