@@ -33,6 +33,7 @@ from tests.auxil.faults import (
     add_liaisons,
     assert_clean_logs,
     confirmations,
+    figure,
     free_port,
     full,
     incidents,
@@ -90,6 +91,7 @@ async def test_sigkill_right_after_polling_fetched_20_urgent_reports_loses_none(
         raise AssertionError(f"{len(lost)} of {len(chats)} urgent reports lost or answered "
                              f"twice after a SIGKILL in polling mode (answers: {answers})\n"
                              + launcher.logs()[-4000:]) from None
+    figure("SIGKILL after polling fetched 20 urgent reports", "0 lost, each answered once")
     refs = {i.ref for i in await incidents(sessions)}
     assert len(refs) == len(chats), f"{len(refs)} cases for {len(chats)} reports"
     await wait_until(lambda: len(_alerts(fake_telegram)) >= len(chats), 30,
@@ -184,7 +186,7 @@ async def _deliver(url: str, update: dict[str, Any], deadline: float) -> int:
 
 async def _blink_while_reporting(blinker: Blinker, fake: FakeTelegram, tmp_path: Path,
                                  mode: str, reports: int, per_second: float,
-                                 fault: Any) -> None:
+                                 fault: Any, what: str) -> None:
     sessions = blinker.sessions  # type: ignore[attr-defined]
     chats = await add_liaisons(sessions, reports, datetime.now(UTC))
     spawn = Launcher(blinker.url, fake, tmp_path / mode)
@@ -229,6 +231,8 @@ async def _blink_while_reporting(blinker: Blinker, fake: FakeTelegram, tmp_path:
             lost = lost_reports(fake, chats)
             raise AssertionError(f"{mode}: {len(lost)} of {reports} urgent reports lost or "
                                  f"answered twice while the database blinked") from None
+        figure(f"database {what} ({mode}, {reports} reports at {per_second:g}/s)",
+               "0 lost, each answered once")
         assert len(await incidents(sessions)) == reports
         assert not [t for c in chats for t in fake.texts(c) if APOLOGY in t], \
             "someone was told 'something went wrong'"
@@ -242,14 +246,16 @@ async def _blink_while_reporting(blinker: Blinker, fake: FakeTelegram, tmp_path:
 async def test_database_restart_while_30_urgent_reports_arrive_loses_none(
         blinker: Blinker, fake_telegram: FakeTelegram, tmp_path: Path, mode: str) -> None:
     await _blink_while_reporting(blinker, fake_telegram, tmp_path, mode, reports=30,
-                                 per_second=10, fault=blinker.restart)
+                                 per_second=10, fault=blinker.restart,
+                                 what="restarted")
 
 
 @pytest.mark.parametrize("mode", ["polling", "webhook"])
 async def test_database_down_6_s_while_40_urgent_reports_arrive_loses_none(
         blinker: Blinker, fake_telegram: FakeTelegram, tmp_path: Path, mode: str) -> None:
     await _blink_while_reporting(blinker, fake_telegram, tmp_path, mode, reports=40,
-                                 per_second=5, fault=lambda: blinker.down(6))
+                                 per_second=5, fault=lambda: blinker.down(6),
+                                 what="down 6 s")
 
 
 # ---- the messenger blinks ----------------------------------------------------------------------
@@ -285,6 +291,8 @@ async def test_a_2_second_bot_api_failure_during_a_campaign_delays_an_alert_unde
     urgent_report(fake_telegram, teacher)
     await wait_until(lambda: _alerts(fake_telegram), 60, "no alert at all")
     delay = time.monotonic() - reported
+    figure("Bot API 7 x 500 during a campaign, urgent report right after",
+           f"first alert {delay:.2f}s after the report")
     assert delay < 10, f"first alert to the officer {delay:.1f}s after the report"
     assert await bot.stop() == 0
 
@@ -309,6 +317,7 @@ async def test_bot_api_down_then_back_first_alert_within_15_s_of_recovery(
     back = time.monotonic()
     await wait_until(lambda: _alerts(fake_telegram), 60, "the alert never went out")
     delay = time.monotonic() - back
+    figure(f"Bot API down {outage:g}s ({mode}) then back", f"first alert {delay:.2f}s after")
     assert delay < 15, f"{mode}: first alert {delay:.1f}s after a {outage:g}s outage ended"
     assert len(_alerts(fake_telegram)) == 1
     assert await bot.stop() == 0
@@ -339,6 +348,7 @@ async def test_three_chats_with_100_queued_replies_never_delay_a_new_persons_hel
     fake_telegram.user_message(990, "/help")
     await wait_until(lambda: fake_telegram.texts(990), 60, "/help never answered")
     delay = time.monotonic() - asked
+    figure("3 chats x 110 queued replies, a newcomer's /help", f"answered in {delay:.2f}s")
     assert delay < 2, f"/help answered after {delay:.1f}s behind 3 chats of 110 queued replies"
     per_chat = lambda: [len(fake_telegram.texts(800 + n)) for n in range(3)]  # noqa: E731
     try:  # paced at about one a second each, side by side
@@ -412,7 +422,7 @@ async def test_609_unusual_updates_cause_no_traceback_and_never_wedge_polling(
         launcher: Launcher, fake_telegram: FakeTelegram, sessions, clock) -> None:
     await link_everyone(sessions, clock)
     [liaison] = await add_liaisons(sessions, 1, clock.now())
-    bot = launcher.start()
+    bot = launcher.start(log_level="DEBUG")  # no content in the logs at any level
     await _polling(fake_telegram)
     _unusual_updates(fake_telegram, liaison, 609)
     await wait_until(lambda: fake_telegram.pending_updates() == 0, 120,
@@ -423,6 +433,7 @@ async def test_609_unusual_updates_cause_no_traceback_and_never_wedge_polling(
     logs = launcher.logs()
     tracebacks = logs.count("Traceback")
     assert tracebacks == 0, f"{tracebacks} tracebacks from 609 unusual updates:\n{logs[-3000:]}"
+    figure("609 unusual updates", f"{tracebacks} tracebacks, polling not wedged")
     apologies = sum(APOLOGY in t for t in fake_telegram.texts(liaison))
     assert apologies == 0, f"{apologies} 'something went wrong' answers"
     assert_clean_logs(logs)
@@ -445,4 +456,24 @@ async def test_two_accounts_racing_for_one_person_bound_code_register_one_office
             Account.person_id == officer.id))).scalar_one()
         redeemed = (await session.execute(select(func.count()).select_from(Redemption)))\
             .scalar_one()
+    figure("two accounts race for one person-bound code", f"{linked} officer account(s)")
     assert (linked, redeemed) == (1, 1), f"{linked} accounts became the officer"
+
+
+# ---- a person who floods the bot ---------------------------------------------------------------
+
+async def test_a_person_who_floods_the_bot_gets_every_answer_and_one_polite_notice(
+        app, fake_telegram: FakeTelegram) -> None:
+    flooder, other = 970, 971
+    for _ in range(45):
+        fake_telegram.user_message(flooder, "/help")
+    fake_telegram.user_message(other, "/help")
+    notice = "gửi tin nhắn rất nhanh"
+    await wait_until(lambda: len([t for t in fake_telegram.texts(flooder)
+                                  if notice not in t]) >= 45, 60,
+                     "not every message of the flood was answered")
+    notices = [t for t in fake_telegram.texts(flooder) if notice in t]
+    figure("45 messages at once from one person", f"45 answers, {len(notices)} notice(s)")
+    assert len(notices) == 1, f"{len(notices)} flood notices"
+    assert fake_telegram.texts(other) and not [t for t in fake_telegram.texts(other)
+                                               if notice in t]

@@ -31,6 +31,11 @@ def full() -> bool:
     return os.environ.get("SAFESCHOOL_FAULTS_FULL") == "1"
 
 
+def figure(row: str, value: str) -> None:
+    """Print a measured figure (`pytest -s tests/test_faults.py | grep FIGURE` lists them)."""
+    print(f"FIGURE {row}: {value}")
+
+
 def free_port() -> int:
     """Return a loopback port nobody listens on now."""
     with socket.socket() as sock:
@@ -72,7 +77,7 @@ class Launcher:
     env: dict[str, str] = field(default_factory=dict)
     bots: list[Bot] = field(default_factory=list)
 
-    def start(self, **extra: str) -> Bot:
+    def start(self, log_level: str = "INFO", **extra: str) -> Bot:
         """Start `safeschool run` against the fake."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("SAFESCHOOL_")}
         env.update({
@@ -87,7 +92,8 @@ class Launcher:
         })
         log_path = self.workdir / f"bot-{len(self.bots) + 1}.log"
         with log_path.open("w") as log:
-            process = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env,
+            process = subprocess.Popen([sys.executable, "-m", "bot", "run", "--log-level",
+                                        log_level], env=env,
                                        cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT)
         bot = Bot(process, log_path)
         self.bots.append(bot)
