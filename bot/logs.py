@@ -15,9 +15,10 @@ _MESSAGES_KEPT = ("aiohttp", "httpx", "httpcore", "telegram", "bot.channels")
 _DB_KEPT = ("OperationalError", "InterfaceError", "DisconnectionError", "TimeoutError",
             "ConnectionDoesNotExistError", "CannotConnectNowError", "PostgresConnectionError",
             "ConnectionFailureError", "AdminShutdownError", "TooManyConnectionsError")
-# Loggers that print raw updates or request bodies at DEBUG: never below WARNING.
+# Loggers that print raw updates, request bodies or statement parameters at DEBUG: never
+# below WARNING.
 QUIET_LOGGERS = ("httpx", "httpcore", "telegram", "apscheduler", "aiohttp", "alembic",
-                 "asyncio")
+                 "asyncio", "aiosqlite", "asyncpg", "sqlalchemy")
 
 
 def describe(exc: BaseException) -> str:

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     zalo_poll_timeout: float = 30.0
     zalo_request_timeout: float = 15.0
     zalo_rate_per_second: float = 10.0
-    zalo_chat_burst: int = 3
+    zalo_chat_burst: int = 1
     zalo_rate_limited_pause: float = 30.0
     http_host: str = "127.0.0.1"
     http_port: int = 8080
@@ -46,10 +46,13 @@ class Settings(BaseSettings):
     # Delivery worker.
     outbox_concurrency: int = 8
     telegram_rate_per_second: float = 30.0
-    telegram_chat_burst: int = 3
+    telegram_chat_burst: int = 1  # messages one chat may get in as many seconds
     telegram_group_per_minute: float = 20.0
     outbox_max_attempts: int = 100
     outbox_give_up_hours: float = 24.0
+    # Added to every pacing window (a send counts from its start until a window after its
+    # answer, so request jitter is covered already; this covers clock granularity).
+    pace_margin_seconds: float = 0.01
     outbox_lease_seconds: float = 30.0  # renewed while held; a killed process's rows return
     # Registration.
     code_failures_allowed: int = 5

@@ -33,6 +33,9 @@ FATAL_PAUSE = timedelta(minutes=5)
 # While a messenger fails, its sends pause and a cheap probe (getMe) asks whether it is back:
 # first after half a second, then doubling while failures continue, never more than a few
 # seconds apart, so an alert waiting for it goes out within seconds of its recovery.
+# Alerts get sending slots of their own on top of `concurrency`: a campaign that fills every
+# slot (each waiting for the bot's budget) never makes an alert wait for one.
+ALERT_LANE = 4
 FIRST_PROBE = 0.5
 MAX_PROBE_INTERVAL = 4.0
 
@@ -151,6 +154,8 @@ class DeliveryWorker:
             # many sends. Top it up when new work was committed or when it runs low.
             room = 2 * self.concurrency - len(self._ready) - len(self._tasks)
             claimed: list[Claimed] = []
+            if self._kicked and room < ALERT_LANE:
+                room = ALERT_LANE  # new work may be an alert: look even when the buffer is full
             if room > 0 and (self._kicked or room >= max(1, self.concurrency // 2)):
                 self._kicked = False
                 try:
@@ -174,7 +179,9 @@ class DeliveryWorker:
                     await self._release(back)
                 except Exception:
                     _LOGGER.exception("Could not hand back claimed rows; their lease will")
-            while self._ready and len(self._tasks) < self.concurrency:
+            while self._ready and (len(self._tasks) < self.concurrency or (
+                    self._ready[0].priority <= Priority.ALERT
+                    and len(self._tasks) < self.concurrency + ALERT_LANE)):
                 row = self._ready.pop(0)
                 task = asyncio.create_task(self._deliver(row))
                 self._tasks[task] = row
@@ -353,8 +360,8 @@ class DeliveryWorker:
     async def _deliver(self, row: Claimed) -> None:
         channel = self.channels[row.channel]
         try:
-            await channel.throttle(row.chat_id)
-            message_id = await channel.send(row.chat_id, Outbound.from_payload(row.payload))
+            async with channel.pace(row.chat_id, row.priority):
+                message_id = await channel.send(row.chat_id, Outbound.from_payload(row.payload))
         except RateLimited as exc:
             self._paused[row.channel] = self.clock.now() + timedelta(seconds=exc.retry_after)
             await self._retry(row, exc.retry_after, str(exc), counts=False)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import heapq
 import hmac
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
+import itertools
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Protocol
 
 from aiohttp import web
-from aiolimiter import AsyncLimiter
 from pydantic import SecretStr
 
 from bot.messages import Inbound, Outbound
@@ -62,8 +66,8 @@ class Channel(Protocol):
         """Send one message and return the messenger's message id."""
         ...
 
-    async def throttle(self, chat_id: str) -> None:
-        """Wait until the messenger's limits allow another message to chat_id."""
+    def pace(self, chat_id: str, priority: int = 0) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold a place in the messenger's limits while one message to chat_id is sent."""
         ...
 
     def chat_ready_in(self, chat_id: str) -> float:
@@ -87,38 +91,128 @@ class Channel(Protocol):
         ...
 
 
-class RateLimits:
-    """Leaky buckets: one for the whole bot, one per chat (and a slower one for groups)."""
+class Pacer:
+    """Paces sends strictly: never more than `per_second` in any window of one second (plus a
+    safety margin), and never more than `chat_burst` to one chat in `chat_burst` seconds (a
+    group: `group_per_minute` a minute).
 
-    def __init__(self, per_second: float, chat_burst: int, group_per_minute: float,
-                 max_chats: int = 10_000) -> None:
-        self.overall = AsyncLimiter(per_second, 1)
+    A send counts from the moment it is let go until its answer came back, and then for the
+    whole window after that: the messenger saw it arrive somewhere in between, so however the
+    network bunches requests, it never counts N+1 in one of its seconds.
+
+    A freed slot goes to the most urgent waiter: an alert waiting for the bot's budget is sent
+    next, ahead of every campaign message already waiting. Messengers punish bursts that a
+    leaky bucket lets through (Telegram answers 429 and pauses the whole bot), so this is a
+    sliding window, not a bucket.
+    """
+
+    def __init__(self, per_second: float, *, chat_burst: int = 1, chat_seconds: float = 1.0,
+                 group_per_minute: float = 20.0, margin: float = 0.01,
+                 max_chats: int = 100_000, now: Callable[[], float] = time.monotonic) -> None:
+        self.capacity = max(1, round(per_second))
+        self.window = self.capacity / per_second + margin
         self.chat_burst = max(1, chat_burst)
-        self.group_per_minute = group_per_minute
-        self._chats: OrderedDict[str, AsyncLimiter] = OrderedDict()
+        self.chat_window = self.chat_burst * chat_seconds + margin
+        self.group_burst = max(1, round(group_per_minute))
+        self.group_window = 60.0 * self.group_burst / group_per_minute + margin
+        self._now = now
+        self._done: deque[float] = deque()  # when recent sends were answered
+        self._in_flight = 0
+        self._chats: OrderedDict[str, deque[float]] = OrderedDict()
+        self._chats_in_flight: dict[str, int] = {}
         self._max_chats = max_chats
+        self._queue: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+        self._pump_task: asyncio.Task[None] | None = None
+        self._freed = asyncio.Event()
 
-    def _chat(self, chat_id: str, group: bool) -> AsyncLimiter:
-        limiter = self._chats.get(chat_id)
-        if limiter is None:
-            # ~1 message/s per chat with a small burst; groups ~20/min.
-            limiter = (AsyncLimiter(self.group_per_minute, 60) if group
-                       else AsyncLimiter(self.chat_burst, self.chat_burst))
-            self._chats[chat_id] = limiter
+    def _limits(self, chat_id: str) -> tuple[int, float]:
+        group = chat_id.startswith("-")
+        return (self.group_burst, self.group_window) if group else \
+            (self.chat_burst, self.chat_window)
+
+    def chat_ready_in(self, chat_id: str) -> float:
+        """Seconds until chat_id may receive another message (0 when it may now)."""
+        burst, window = self._limits(chat_id)
+        busy = self._chats_in_flight.get(chat_id, 0)
+        times = self._chats.get(chat_id)
+        if times:
+            now = self._now()
+            while times and times[0] <= now - window:
+                times.popleft()
+        if busy + len(times or ()) < burst:
+            return 0.0
+        if not times:  # all of its budget is in flight: once answered, a whole window
+            return window
+        return times[0] + window - self._now()
+
+    @contextlib.asynccontextmanager
+    async def slot(self, chat_id: str, priority: int = 0) -> AsyncIterator[None]:
+        """Hold a send's place in both windows while it is made; urgent (low) first."""
+        wait = self.chat_ready_in(chat_id)
+        while wait > 0:  # rare: the worker claims only chats that are ready
+            await asyncio.sleep(wait)
+            wait = self.chat_ready_in(chat_id)
+        self._chats_in_flight[chat_id] = self._chats_in_flight.get(chat_id, 0) + 1
+        try:
+            granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._queue, (priority, next(self._seq), granted))
+            if self._pump_task is None or self._pump_task.done():
+                self._pump_task = asyncio.create_task(self._pump(), name="pacer")
+            try:
+                await granted
+            except asyncio.CancelledError:
+                if not granted.cancel():  # granted just now: give the slot back
+                    self._in_flight -= 1
+                    self._freed.set()
+                raise
+            try:
+                yield
+            finally:
+                now = self._now()
+                self._in_flight -= 1
+                self._done.append(now)
+                self._chat_times(chat_id).append(now)
+                self._freed.set()
+        finally:
+            left = self._chats_in_flight.get(chat_id, 1) - 1
+            if left:
+                self._chats_in_flight[chat_id] = left
+            else:
+                self._chats_in_flight.pop(chat_id, None)
+
+    async def acquire(self, chat_id: str, priority: int = 0) -> None:
+        """Take a slot for a send that is over at once (the slot's time is now)."""
+        async with self.slot(chat_id, priority):
+            pass
+
+    def _chat_times(self, chat_id: str) -> deque[float]:
+        times = self._chats.get(chat_id)
+        if times is None:
+            times = self._chats[chat_id] = deque()
             if len(self._chats) > self._max_chats:
                 self._chats.popitem(last=False)
         else:
             self._chats.move_to_end(chat_id)
-        return limiter
+        return times
 
-    def chat_ready_in(self, chat_id: str, group: bool = False) -> float:
-        """Seconds until the chat's bucket has room (0 when a message may go now)."""
-        limiter = self._chats.get(chat_id)
-        if limiter is None or limiter.has_capacity():
-            return 0.0
-        return 1.0 / (limiter.max_rate / limiter.time_period)
-
-    async def acquire(self, chat_id: str, group: bool = False) -> None:
-        """Wait for room in the chat's bucket, then in the overall one."""
-        await self._chat(chat_id, group).acquire()
-        await self.overall.acquire()
+    async def _pump(self) -> None:
+        """Let waiters go one by one, each the moment the window has room."""
+        while self._queue:
+            now = self._now()
+            while self._done and self._done[0] <= now - self.window:
+                self._done.popleft()
+            if len(self._done) + self._in_flight >= self.capacity:
+                self._freed.clear()
+                if self._done:  # room comes when the oldest answered send leaves the window
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._freed.wait(),
+                                               self._done[0] + self.window - now)
+                else:  # every slot is in flight: room comes a window after one answers
+                    await self._freed.wait()
+                continue
+            _priority, _seq, granted = heapq.heappop(self._queue)
+            if granted.done():  # its sender gave up waiting
+                continue
+            self._in_flight += 1
+            granted.set_result(None)

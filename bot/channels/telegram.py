@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import warnings
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,9 @@ from telegram.warnings import PTBUserWarning
 from bot.channels.base import (
     Accept,
     FatalChannelError,
+    Pacer,
     PermanentError,
     RateLimited,
-    RateLimits,
     TransientError,
     Unreachable,
     webhook_secret_ok,
@@ -213,8 +214,10 @@ class TelegramChannel:
                        base_file_url=settings.telegram_file_url
                        or _file_url(settings.telegram_api_url),
                        request=request, get_updates_request=updates_request)
-        self.limits = RateLimits(settings.telegram_rate_per_second, settings.telegram_chat_burst,
-                                 settings.telegram_group_per_minute)
+        self.pacer = Pacer(settings.telegram_rate_per_second,
+                           chat_burst=settings.telegram_chat_burst,
+                           group_per_minute=settings.telegram_group_per_minute,
+                           margin=settings.pace_margin_seconds)
         self._poller: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
@@ -377,13 +380,13 @@ class TelegramChannel:
             return []
         return [web.post(self.settings.telegram_webhook_path, self.handle_webhook)]
 
-    async def throttle(self, chat_id: str) -> None:
-        """Respect ~30 messages/s per bot, ~1/s per chat and 20/min per group."""
-        await self.limits.acquire(chat_id, group=chat_id.startswith("-"))
+    def pace(self, chat_id: str, priority: int = 0) -> AbstractAsyncContextManager[None]:
+        """Respect 30 messages/s per bot, 1/s per chat and 20/min per group, strictly."""
+        return self.pacer.slot(chat_id, priority)
 
     def chat_ready_in(self, chat_id: str) -> float:
         """Seconds until chat_id may receive another message."""
-        return self.limits.chat_ready_in(chat_id, group=chat_id.startswith("-"))
+        return self.pacer.chat_ready_in(chat_id)
 
     async def probe(self) -> None:
         """getMe with a short timeout: is the Bot API answering again?"""

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import aiohttp
@@ -14,9 +15,9 @@ from aiohttp import web
 from bot.channels.base import (
     Accept,
     FatalChannelError,
+    Pacer,
     PermanentError,
     RateLimited,
-    RateLimits,
     TransientError,
     Unreachable,
     webhook_secret_ok,
@@ -113,7 +114,8 @@ class ZaloChannel:
         self._http: aiohttp.ClientSession | None = None
         self._stopping = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
-        self.limits = RateLimits(settings.zalo_rate_per_second, settings.zalo_chat_burst, 20)
+        self.pacer = Pacer(settings.zalo_rate_per_second, chat_burst=settings.zalo_chat_burst,
+                           margin=settings.pace_margin_seconds)
 
     async def call(self, method: str, wait_seconds: float | None = None,
                    **params: Any) -> Any:
@@ -280,13 +282,13 @@ class ZaloChannel:
             await self._http.close()
             self._http = None
 
-    async def throttle(self, chat_id: str) -> None:
+    def pace(self, chat_id: str, priority: int = 0) -> AbstractAsyncContextManager[None]:
         """Respect our own pace: Zalo documents no number, so stay well below trouble."""
-        await self.limits.acquire(chat_id)
+        return self.pacer.slot(chat_id, priority)
 
     def chat_ready_in(self, chat_id: str) -> float:
         """Seconds until chat_id may receive another message."""
-        return self.limits.chat_ready_in(chat_id)
+        return self.pacer.chat_ready_in(chat_id)
 
     async def probe(self) -> None:
         """getMe with a short timeout: is the Bot API answering again?"""

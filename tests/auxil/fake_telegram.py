@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,14 @@ class FakeTelegram(LoopbackServer):
     send_latency: float = 0.0  # simulated network time per send, to have sends in flight
     sent_total: int = 0  # successful sends, counted as they happen (cheap to poll)
     sent_per_chat: dict[int, int] = field(default_factory=dict)
+    # A strict Bot API: a send is refused with 429 when more than strict_rate sends arrived in
+    # the last second, or its chat already got one within the last second.
+    strict_rate: int | None = None
+    too_many: int = 0  # sends refused that way
+    _arrivals: deque = field(default_factory=deque)
+    _chat_last: dict[str, float] = field(default_factory=dict)
+    watch: set[int] = field(default_factory=set)  # chats whose arrival times are kept
+    arrivals: dict[int, list[float]] = field(default_factory=dict)
     updates_served: int = 0  # updates handed out by getUpdates (counting repeats)
     highest_confirmed: int = 0  # the highest offset a getUpdates call confirmed
 
@@ -180,6 +189,11 @@ class FakeTelegram(LoopbackServer):
                 extra = {"parameters": {"retry_after": fault.retry_after}} \
                     if fault.retry_after else {}
                 return _error(fault.status, fault.description, **extra)
+            if self.strict_rate is not None and method.startswith("send") and \
+                    self._refuse_burst(str(params.get("chat_id"))):
+                self.too_many += 1
+                return _error(429, "Too Many Requests: retry after 1",
+                              parameters={"retry_after": 1})
             handler = getattr(self, f"api_{method}", None)
             if handler is None:
                 return _error(404, f"Not Found: method {method}")
@@ -189,9 +203,23 @@ class FakeTelegram(LoopbackServer):
                 self.sent_total += 1
                 chat = int(params["chat_id"])
                 self.sent_per_chat[chat] = self.sent_per_chat.get(chat, 0) + 1
+                if chat in self.watch:
+                    self.arrivals.setdefault(chat, []).append(time.monotonic())
             return web.json_response({"ok": True, "result": result})
         finally:
             await self._notify()
+
+    def _refuse_burst(self, chat: str) -> bool:
+        now = time.monotonic()
+        while self._arrivals and self._arrivals[0] <= now - 1.0:
+            self._arrivals.popleft()
+        last = self._chat_last.get(chat)
+        if len(self._arrivals) >= (self.strict_rate or 0) or \
+                (last is not None and now - last < 1.0):
+            return True
+        self._arrivals.append(now)
+        self._chat_last[chat] = now
+        return False
 
     async def api_getMe(self, _params: dict[str, Any]) -> dict[str, Any]:
         return {"id": BOT_ID, "is_bot": True, "first_name": "SafeSchool",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -112,7 +113,8 @@ class Launcher:
 
 def assert_clean_logs(logs: str) -> None:
     """No traceback caused by input, and no word of any report, anywhere in the logs."""
-    leaked = [w for w in SECRET_WORDS if w in logs]
+    forms = {w: (w, json.dumps(w)[1:-1]) for w in SECRET_WORDS}  # as typed, and as JSON
+    leaked = [w for w, spelt in forms.items() if any(f in logs for f in spelt)]
     assert not leaked, f"report content in the logs: {leaked}"
 
 

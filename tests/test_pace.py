@@ -1,0 +1,101 @@
+"""The pacer: never N+1 sends in any second, never two to one chat in its second, alerts first."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from bot.app import App
+from bot.channels.base import Pacer
+from bot.messages import Outbound
+from bot.outbox import insert_rows, outbox_rows
+from storage.models import Account, Outbox, OutboxStatus, Priority
+from tests.auxil.fake_telegram import FakeTelegram
+from tests.auxil.helpers import eventually
+from tests.conftest import make_settings
+
+
+def _most_in_any_window(times: list[float], window: float) -> int:
+    """The largest number of times that fall in one window of the given length."""
+    times = sorted(times)
+    most, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+async def test_the_pacer_never_lets_n_plus_1_sends_into_one_second_nor_2_into_a_chats():
+    pacer = Pacer(100, chat_burst=1, margin=0.0)
+    granted: dict[str, list[float]] = {}
+
+    async def send(chat: str) -> None:
+        await pacer.acquire(chat)
+        granted.setdefault(chat, []).append(time.monotonic())
+
+    # 150 chats, two messages each, all wanting to go at once: 300 sends, and more chats
+    # than the bot may serve in one second.
+    await asyncio.gather(*(send(f"{n}") for _ in range(2) for n in range(150)))
+    every = [t for times in granted.values() for t in times]
+    assert len(every) == 300
+    assert _most_in_any_window(every, 1.0) <= 100
+    assert max(_most_in_any_window(times, 1.0) for times in granted.values()) == 1
+
+
+async def test_an_alert_waiting_for_the_budget_goes_before_every_waiting_campaign_message():
+    pacer = Pacer(20, margin=0.0)
+    order: list[str] = []
+    budget_spent = asyncio.Event()
+
+    async def send(name: str, chat: str, priority: int) -> None:
+        await pacer.acquire(chat, priority)
+        order.append(name)
+        if len(order) == 20:
+            budget_spent.set()
+
+    campaign = [asyncio.create_task(send(f"c{n}", f"p{n}", Priority.CAMPAIGN))
+                for n in range(60)]
+    await asyncio.wait_for(budget_spent.wait(), 5)  # 40 campaign messages wait for room now
+    alert = asyncio.create_task(send("alert", "officer", Priority.ALERT))
+    await asyncio.wait_for(alert, 5)
+    position = order.index("alert")
+    assert position <= 21, f"the alert went out after {position} campaign messages"
+    assert len(order) < 60  # campaign messages were still waiting behind it
+    for task in campaign:
+        task.cancel()
+    await asyncio.gather(*campaign, return_exceptions=True)
+
+
+async def test_a_strict_bot_api_never_answers_429_to_the_worker(
+        database_url, fake_telegram: FakeTelegram, sessions, clock) -> None:
+    fake_telegram.strict_rate = 60
+    now = datetime.now(UTC)
+    async with sessions() as session, session.begin():
+        accounts = [Account(channel="telegram", external_id=str(5000 + n), created_at=now,
+                            code_failures=0) for n in range(150)]
+        session.add_all(accounts)
+        await session.flush()
+        rows = []
+        for n, account in enumerate(accounts):  # more chats than a second's budget, and
+            for k in range(3 if n < 10 else 1):  # a few with three: the chat's second too
+                rows += outbox_rows(account, Outbound(f"tin {k}"), key=f"s:{account.id}:{k}",
+                                    now=clock.now(), priority=Priority.CAMPAIGN)
+        await insert_rows(session, rows)
+    app = App(make_settings(database_url, fake_telegram, telegram_rate_per_second=60,
+                            telegram_chat_burst=1, outbox_concurrency=8), clock)
+    await app.start()
+    try:
+        async def all_sent() -> bool:
+            async with sessions() as session:
+                statuses = (await session.execute(select(Outbox.status))).scalars().all()
+            return all(s == OutboxStatus.SENT for s in statuses)
+
+        await eventually(all_sent, timeout=30)
+    finally:
+        await app.stop()
+    assert fake_telegram.sent_total == 170
+    assert fake_telegram.too_many == 0, f"{fake_telegram.too_many} sends refused with 429"
