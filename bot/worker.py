@@ -33,6 +33,7 @@ FATAL_PAUSE = timedelta(minutes=5)
 # While a messenger fails, its sends pause and a cheap probe (getMe) asks whether it is back:
 # first after half a second, then doubling while failures continue, never more than a few
 # seconds apart, so an alert waiting for it goes out within seconds of its recovery.
+MARK_LINGER = 0.05  # seconds a sent mark waits for others to share its commit
 # Alerts get sending slots of their own on top of `concurrency`: a campaign that fills every
 # slot (each waiting for the bot's budget) never makes an alert wait for one.
 ALERT_LANE = 4
@@ -188,10 +189,13 @@ class DeliveryWorker:
                 task.add_done_callback(self._finished)
             if claimed and len(claimed) == room:
                 continue  # there may be more waiting
-            try:
-                timeout = await self._wait_seconds()
-            except Exception:
-                timeout = self.poll_seconds
+            if self._tasks or self._ready:
+                timeout = self.poll_seconds  # a finishing send wakes the loop: no query
+            else:
+                try:
+                    timeout = await self._wait_seconds()
+                except Exception:
+                    timeout = self.poll_seconds
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
@@ -405,6 +409,9 @@ class DeliveryWorker:
         await done
 
     async def _flush_marks(self) -> None:
+        # Linger a moment so that the sends finishing together share one commit: at the
+        # messenger's pace that is one write transaction for several messages, not each.
+        await asyncio.sleep(MARK_LINGER)
         while self._marks:
             batch, self._marks = self._marks, []
             async def mark(batch: list[Any] = batch) -> None:

@@ -125,6 +125,11 @@ class Pacer:
         self._seq = itertools.count()
         self._pump_task: asyncio.Task[None] | None = None
         self._freed = asyncio.Event()
+        # Grants are spread evenly, one every window/capacity seconds: a window filled in one
+        # burst would free up in one burst a second later, and an alert arriving in between
+        # would wait for it. Evenly spread, the next slot is never more than a tick away.
+        self.spacing = self.window / self.capacity
+        self._last_grant = float("-inf")
 
     def _limits(self, chat_id: str) -> tuple[int, float]:
         group = chat_id.startswith("-")
@@ -211,8 +216,12 @@ class Pacer:
                 else:  # every slot is in flight: room comes a window after one answers
                     await self._freed.wait()
                 continue
+            if (gap := self._last_grant + self.spacing - now) > 0:
+                await asyncio.sleep(gap)
+                continue
             _priority, _seq, granted = heapq.heappop(self._queue)
             if granted.done():  # its sender gave up waiting
                 continue
             self._in_flight += 1
+            self._last_grant = now
             granted.set_result(None)
