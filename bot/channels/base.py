@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import heapq
 import hmac
 import itertools
@@ -91,19 +92,34 @@ class Channel(Protocol):
         ...
 
 
+# Set by Pacer.slot while a send is made: the channel awaits it just before the request is
+# written, and that is when the send takes its place in the bot's window.
+DEPARTING: contextvars.ContextVar[Callable[[], Awaitable[None]] | None] = contextvars.ContextVar(
+    "departing", default=None)
+
+
+async def departing() -> None:
+    """Wait for the bot's budget right before a request leaves (channels call this from the
+    last moment before writing a request; outside a paced send it does nothing)."""
+    leave = DEPARTING.get()
+    if leave is not None:
+        await leave()
+
+
 class Pacer:
     """Paces sends strictly: never more than `per_second` in any window of one second (plus a
     safety margin), and never more than `chat_burst` to one chat in `chat_burst` seconds (a
     group: `group_per_minute` a minute).
 
-    A send counts from the moment it is let go until its answer came back, and then for the
-    whole window after that: the messenger saw it arrive somewhere in between, so however the
-    network bunches requests, it never counts N+1 in one of its seconds.
+    A send counts in the bot's window from the moment its request leaves (the channel calls
+    `departing()` just before writing it; until then it counts as leaving now), so what the
+    messenger sees arrive never holds N+1 in one of its seconds. A chat's window counts from
+    the answer, which came after the messenger saw the send.
 
-    A freed slot goes to the most urgent waiter: an alert waiting for the bot's budget is sent
-    next, ahead of every campaign message already waiting. Messengers punish bursts that a
-    leaky bucket lets through (Telegram answers 429 and pauses the whole bot), so this is a
-    sliding window, not a bucket.
+    Grants are spread evenly, and a freed slot goes to the most urgent waiter: an alert
+    waiting for the bot's budget is sent next, ahead of every campaign message already
+    waiting. Messengers punish bursts that a leaky bucket lets through (Telegram answers 429
+    and pauses the whole bot), so this is a sliding window, not a bucket.
     """
 
     def __init__(self, per_second: float, *, chat_burst: int = 1, chat_seconds: float = 1.0,
@@ -116,20 +132,18 @@ class Pacer:
         self.group_burst = max(1, round(group_per_minute))
         self.group_window = 60.0 * self.group_burst / group_per_minute + margin
         self._now = now
-        self._done: deque[float] = deque()  # when recent sends were answered
-        self._in_flight = 0
+        self._left: deque[float] = deque()  # when recent sends left
         self._chats: OrderedDict[str, deque[float]] = OrderedDict()
         self._chats_in_flight: dict[str, int] = {}
         self._max_chats = max_chats
         self._queue: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
         self._pump_task: asyncio.Task[None] | None = None
-        self._freed = asyncio.Event()
         # Grants are spread evenly, one every window/capacity seconds: a window filled in one
         # burst would free up in one burst a second later, and an alert arriving in between
         # would wait for it. Evenly spread, the next slot is never more than a tick away.
         self.spacing = self.window / self.capacity
-        self._last_grant = float("-inf")
+        self._next_grant = float("-inf")
 
     def _limits(self, chat_id: str) -> tuple[int, float]:
         group = chat_id.startswith("-")
@@ -153,13 +167,23 @@ class Pacer:
 
     @contextlib.asynccontextmanager
     async def slot(self, chat_id: str, priority: int = 0) -> AsyncIterator[None]:
-        """Hold a send's place in both windows while it is made; urgent (low) first."""
+        """Pace one send to chat_id; urgent (low) priorities go first.
+
+        The chat's turn is taken here; the bot's budget is taken when the channel calls
+        `departing()` just before writing the request (or here, at the end, if it never
+        did), so the send counts in the window from the moment it really leaves.
+        """
         wait = self.chat_ready_in(chat_id)
         while wait > 0:  # rare: the worker claims only chats that are ready
             await asyncio.sleep(wait)
             wait = self.chat_ready_in(chat_id)
         self._chats_in_flight[chat_id] = self._chats_in_flight.get(chat_id, 0) + 1
-        try:
+        left = False
+
+        async def leave() -> None:
+            nonlocal left
+            if left:
+                return
             granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             heapq.heappush(self._queue, (priority, next(self._seq), granted))
             if self._pump_task is None or self._pump_task.done():
@@ -167,29 +191,26 @@ class Pacer:
             try:
                 await granted
             except asyncio.CancelledError:
-                if not granted.cancel():  # granted just now: give the slot back
-                    self._in_flight -= 1
-                    self._freed.set()
+                granted.cancel()  # the pump skips it (a slot granted just now stays counted)
                 raise
-            try:
-                yield
-            finally:
-                now = self._now()
-                self._in_flight -= 1
-                self._done.append(now)
-                self._chat_times(chat_id).append(now)
-                self._freed.set()
+            left = True
+
+        token = DEPARTING.set(leave)
+        try:
+            yield
         finally:
-            left = self._chats_in_flight.get(chat_id, 1) - 1
-            if left:
-                self._chats_in_flight[chat_id] = left
+            DEPARTING.reset(token)
+            self._chat_times(chat_id).append(self._now())
+            busy = self._chats_in_flight.get(chat_id, 1) - 1
+            if busy:
+                self._chats_in_flight[chat_id] = busy
             else:
                 self._chats_in_flight.pop(chat_id, None)
 
     async def acquire(self, chat_id: str, priority: int = 0) -> None:
-        """Take a slot for a send that is over at once (the slot's time is now)."""
+        """Take a slot for a send that leaves at once."""
         async with self.slot(chat_id, priority):
-            pass
+            await departing()
 
     def _chat_times(self, chat_id: str) -> deque[float]:
         times = self._chats.get(chat_id)
@@ -202,26 +223,23 @@ class Pacer:
         return times
 
     async def _pump(self) -> None:
-        """Let waiters go one by one, each the moment the window has room."""
+        """Let waiters go one by one, evenly spaced, each when the window has room."""
         while self._queue:
             now = self._now()
-            while self._done and self._done[0] <= now - self.window:
-                self._done.popleft()
-            if len(self._done) + self._in_flight >= self.capacity:
-                self._freed.clear()
-                if self._done:  # room comes when the oldest answered send leaves the window
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._freed.wait(),
-                                               self._done[0] + self.window - now)
-                else:  # every slot is in flight: room comes a window after one answers
-                    await self._freed.wait()
+            while self._left and self._left[0] <= now - self.window:
+                self._left.popleft()
+            if len(self._left) >= self.capacity:  # room when the oldest leaves the window
+                await asyncio.sleep(self._left[0] + self.window - now)
                 continue
-            if (gap := self._last_grant + self.spacing - now) > 0:
+            if (gap := self._next_grant - now) > 0:
                 await asyncio.sleep(gap)
                 continue
             _priority, _seq, granted = heapq.heappop(self._queue)
             if granted.done():  # its sender gave up waiting
                 continue
-            self._in_flight += 1
-            self._last_grant = now
+            self._left.append(now)
+            # The next grant is due one tick after this one was due, not after it happened:
+            # a loop that wakes a little late catches up instead of drifting below the rate
+            # (never by more than one tick, and the window above still has the last word).
+            self._next_grant = max(self._next_grant, now - self.spacing) + self.spacing
             granted.set_result(None)

@@ -43,6 +43,7 @@ from bot.channels.base import (
     RateLimited,
     TransientError,
     Unreachable,
+    departing,
     webhook_secret_ok,
 )
 from bot.messages import Attachment, Inbound, Outbound
@@ -128,6 +129,12 @@ def _read_kept(path: str) -> bytes | None:
         return None
 
 
+async def _leaving(_request: object) -> None:
+    """httpx awaits this just before it sends a request: the send takes the bot's budget
+    now, at the last moment, so the window counts it from when it really leaves."""
+    await departing()
+
+
 def _seconds(exc: RetryAfter) -> float:
     with warnings.catch_warnings():  # PTB 22 warns that the type will change
         warnings.simplefilter("ignore")
@@ -205,7 +212,8 @@ class TelegramChannel:
         timeout = settings.telegram_request_timeout
         request = HTTPXRequest(connection_pool_size=max(8, settings.outbox_concurrency * 2),
                                connect_timeout=timeout, read_timeout=timeout,
-                               write_timeout=timeout, pool_timeout=timeout)
+                               write_timeout=timeout, pool_timeout=timeout,
+                               httpx_kwargs={"event_hooks": {"request": [_leaving]}})
         updates_request = HTTPXRequest(connection_pool_size=1, connect_timeout=timeout,
                                        read_timeout=settings.telegram_poll_timeout + timeout,
                                        write_timeout=timeout, pool_timeout=timeout)

@@ -20,6 +20,7 @@ from bot.channels.base import (
     RateLimited,
     TransientError,
     Unreachable,
+    departing,
     webhook_secret_ok,
 )
 from bot.messages import Attachment, Inbound, Outbound
@@ -122,6 +123,7 @@ class ZaloChannel:
         """Call a Bot API method with JSON params; return result or raise ZaloApiError."""
         assert self._http is not None
         wait = aiohttp.ClientTimeout(total=wait_seconds or self.settings.zalo_request_timeout)
+        await departing()  # a paced send takes the bot's budget as its request leaves
         try:
             async with self._http.post(f"{self._base}/{method}", json=params,
                                        timeout=wait) as resp:
