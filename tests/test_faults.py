@@ -477,3 +477,34 @@ async def test_a_person_who_floods_the_bot_gets_every_answer_and_one_polite_noti
     assert len(notices) == 1, f"{len(notices)} flood notices"
     assert fake_telegram.texts(other) and not [t for t in fake_telegram.texts(other)
                                                if notice in t]
+
+
+# ---- a person who blocks the bot ---------------------------------------------------------------
+
+@pytest.mark.usefixtures("directory")
+async def test_an_officer_who_blocks_the_bot_is_marked_blocked_at_once_and_back_when_unblocked(
+        app, fake_telegram: FakeTelegram, sessions, clock) -> None:
+    await link_everyone(sessions, clock)
+    officer = {"id": OFFICER_HX, "is_bot": False, "first_name": "An"}
+
+    def membership(status: str) -> None:
+        fake_telegram.queue_update({"my_chat_member": {
+            "chat": {"id": OFFICER_HX, "type": "private", "first_name": "An"},
+            "from": officer, "date": 0,
+            "old_chat_member": {"status": "member", "user": officer},
+            "new_chat_member": {"status": status, "user": officer, "until_date": 0}}})
+
+    async def blocked() -> bool:
+        async with sessions() as session:
+            return (await session.execute(select(Account.blocked_at).where(
+                Account.external_id == str(OFFICER_HX)))).scalar_one() is not None
+
+    membership("kicked")
+    await wait_until(blocked, 10, "the account was not marked blocked")
+    membership("member")
+
+    async def unblocked() -> bool:
+        return not await blocked()
+
+    await wait_until(unblocked, 10, "the account stayed blocked after the person came back")
+    assert fake_telegram.texts(OFFICER_HX) == []  # neither event is answered

@@ -243,3 +243,17 @@ class Pacer:
             # (never by more than one tick, and the window above still has the last word).
             self._next_grant = max(self._next_grant, now - self.spacing) + self.spacing
             granted.set_result(None)
+
+
+class Paced:
+    """What a channel with a Pacer offers the worker (mixed into each adapter)."""
+
+    pacer: Pacer
+
+    def pace(self, chat_id: str, priority: int = 0) -> contextlib.AbstractAsyncContextManager[None]:
+        """Hold a place in the messenger's limits while one message to chat_id is sent."""
+        return self.pacer.slot(chat_id, priority)
+
+    def chat_ready_in(self, chat_id: str) -> float:
+        """Seconds until chat_id may receive another message."""
+        return self.pacer.chat_ready_in(chat_id)

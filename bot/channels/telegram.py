@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import warnings
-from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from telegram.warnings import PTBUserWarning
 from bot.channels.base import (
     Accept,
     FatalChannelError,
+    Paced,
     Pacer,
     PermanentError,
     RateLimited,
@@ -194,7 +194,7 @@ def normalise(updates: list[Update]) -> tuple[list[Inbound], list[str]]:
     return inbounds, unreadable
 
 
-class TelegramChannel:
+class TelegramChannel(Paced):
     """Receives updates (our own long polling, or a webhook) and sends through one bot.
 
     Polling does not use python-telegram-bot's Updater: it confirms updates to Telegram as
@@ -387,14 +387,6 @@ class TelegramChannel:
         if not self.webhook:
             return []
         return [web.post(self.settings.telegram_webhook_path, self.handle_webhook)]
-
-    def pace(self, chat_id: str, priority: int = 0) -> AbstractAsyncContextManager[None]:
-        """Respect 30 messages/s per bot, 1/s per chat and 20/min per group, strictly."""
-        return self.pacer.slot(chat_id, priority)
-
-    def chat_ready_in(self, chat_id: str) -> float:
-        """Seconds until chat_id may receive another message."""
-        return self.pacer.chat_ready_in(chat_id)
 
     async def probe(self) -> None:
         """getMe with a short timeout: is the Bot API answering again?"""

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import aiohttp
@@ -15,6 +14,7 @@ from aiohttp import web
 from bot.channels.base import (
     Accept,
     FatalChannelError,
+    Paced,
     Pacer,
     PermanentError,
     RateLimited,
@@ -101,7 +101,7 @@ def to_inbound(payload: dict[str, Any]) -> Inbound | None:
     return Inbound(**common, unsupported="other")
 
 
-class ZaloChannel:
+class ZaloChannel(Paced):
     """One Zalo bot: receives by long polling or webhook, sends through the Bot API."""
 
     name = NAME
@@ -283,14 +283,6 @@ class ZaloChannel:
         if self._http is not None:
             await self._http.close()
             self._http = None
-
-    def pace(self, chat_id: str, priority: int = 0) -> AbstractAsyncContextManager[None]:
-        """Respect our own pace: Zalo documents no number, so stay well below trouble."""
-        return self.pacer.slot(chat_id, priority)
-
-    def chat_ready_in(self, chat_id: str) -> float:
-        """Seconds until chat_id may receive another message."""
-        return self.pacer.chat_ready_in(chat_id)
 
     async def probe(self) -> None:
         """getMe with a short timeout: is the Bot API answering again?"""

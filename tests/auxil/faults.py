@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -245,14 +246,7 @@ class PgCluster:
 
     def destroy(self) -> None:
         """Stop the server (if running) and remove its files."""
-        with _suppress():
+        with contextlib.suppress(Exception):
             self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
 
-
-class _suppress:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return True
