@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bot.clock import Clock
-from bot.dispatch import Deferred, Dispatcher
+from bot.dispatch import Deferred, Dispatcher, sanitise
 from bot.messages import Inbound, inbound_from_payload, inbound_to_payload
 from storage import db
 from storage.models import InboxItem
@@ -55,7 +55,7 @@ class Inbox:
 
         Raises when they could not be stored: the caller must not acknowledge them.
         """
-        items = list(inbounds)
+        items = [sanitise(i) for i in inbounds]  # stored as they will be handled
         skipped = list(skipped)
         if not items and not skipped:
             return 0

@@ -137,6 +137,11 @@ _TRANSIENT_WORDS = ("database is locked", "database table is locked", "connectio
                     "cannot connect now", "the database system is")
 
 
+# OSErrors about local files are about the code or the disk, not a database blink.
+_LOCAL_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError,
+                 NotADirectoryError)
+
+
 def _chain(exc: BaseException) -> list[BaseException]:
     seen: list[BaseException] = []
     current: BaseException | None = exc
@@ -158,8 +163,9 @@ def is_transient(exc: BaseException) -> bool:
             return False
         if isinstance(link, sa_exc.DBAPIError) and link.connection_invalidated:
             return True
-        if isinstance(link, ConnectionError | TimeoutError | OSError):
-            return True
+        if isinstance(link, ConnectionError | TimeoutError) or (
+                isinstance(link, OSError) and not isinstance(link, _LOCAL_ERRORS)):
+            return True  # refused, reset, unreachable, "Multiple exceptions: … Connect call"
         state = getattr(link, "sqlstate", None) or getattr(link, "pgcode", None)
         if isinstance(state, str) and state.startswith(_TRANSIENT_SQLSTATES):
             return True

@@ -85,3 +85,21 @@ async def test_database_errors_never_carry_parameters_into_logs(tmp_path) -> Non
         assert "Nguyễn Văn A" not in str(info.value)
     finally:
         await engine.dispose()
+
+
+def test_only_errors_that_may_go_away_by_themselves_are_retried() -> None:
+    import sqlite3
+
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from storage.db import is_transient
+
+    locked = OperationalError("BEGIN", {}, sqlite3.OperationalError("database is locked"))
+    assert is_transient(locked)
+    assert is_transient(ConnectionRefusedError(111, "Connect call failed"))
+    assert is_transient(OSError("Multiple exceptions: [Errno 111] Connect call failed"))
+    assert not is_transient(FileNotFoundError(2, "No such file"))
+    assert not is_transient(IntegrityError("INSERT", {}, sqlite3.IntegrityError("UNIQUE")))
+    assert not is_transient(OperationalError("SELECT", {}, sqlite3.OperationalError(
+        "no such column: x")))
+    assert not is_transient(ValueError("not a number"))
