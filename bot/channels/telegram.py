@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import warnings
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from telegram import (
     Bot,
@@ -230,6 +232,9 @@ class TelegramChannel(Paced):
         self._stopping = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
         self._initialised = False
+        self._http: aiohttp.ClientSession | None = None  # plain text sends
+        token = settings.telegram_token.get_secret_value()
+        self._api = f"{settings.telegram_api_url.rstrip('/')}{token}"  # as PTB joins them
 
     @property
     def username(self) -> str | None:
@@ -344,6 +349,9 @@ class TelegramChannel(Paced):
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
         if self._initialised:
             await self.bot.shutdown()
             self._initialised = False
@@ -426,15 +434,60 @@ class TelegramChannel(Paced):
             return await bot.send_video_note(chat_id, file, reply_markup=markup)
         return await bot.send_document(chat_id, file, caption=caption, reply_markup=markup)
 
+    async def _send_text(self, chat_id: str, text: str,
+                         markup: InlineKeyboardMarkup | None) -> str:
+        """sendMessage as one JSON POST on a kept-alive aiohttp session.
+
+        Measured: python-telegram-bot's per-call machinery (defaults, parameter objects,
+        httpx) took about a third of the app's CPU at 30 messages a second; this is the same
+        request, with the same errors translated the same way.
+        """
+        params: dict[str, Any] = {"chat_id": int(chat_id), "text": text}
+        if markup is not None:
+            params["reply_markup"] = markup.to_dict()
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(
+                total=self.settings.telegram_request_timeout))
+        await departing()  # the bot's budget is taken as the request leaves
+        try:
+            async with self._http.post(f"{self._api}/sendMessage", json=params) as resp:
+                status = resp.status
+                raw = await resp.read()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
+            raise TransientError(f"network: {reason}") from exc
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise TransientError(f"HTTP {status} without a Bot API answer")
+        if body.get("ok") is True and isinstance(body.get("result"), dict):
+            return str(body["result"].get("message_id", ""))
+        code = int(body.get("error_code") or status)
+        description = str(body.get("description") or f"HTTP {status}")
+        extra = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+        if code == 429:
+            raise RateLimited(float(extra.get("retry_after") or 1))
+        if code == 403:
+            raise Unreachable(f"forbidden: {description}")
+        if code in (401, 404):
+            raise FatalChannelError("Telegram rejected the token")
+        if code == 400:
+            if extra.get("migrate_to_chat_id"):
+                raise PermanentError("chat migrated to a supergroup")
+            if "chat not found" in description.lower():
+                raise Unreachable(f"bad request: {description}")
+            raise PermanentError(f"bad request: {description}")
+        raise TransientError(f"telegram: {code} {description}")
+
     async def send(self, chat_id: str, message: Outbound) -> str:
         """Send one message; translate Telegram's errors for the worker."""
         markup = render_markup(message)
         try:
-            if message.media is not None:
-                sent = await self._send_media(int(chat_id), message, markup)
-            else:
-                sent = await self.bot.send_message(
-                    chat_id=int(chat_id), text=message.text, reply_markup=markup)
+            if message.media is None:  # the common case, at the messenger's full pace
+                return await self._send_text(chat_id, message.text, markup)
+            sent = await self._send_media(int(chat_id), message, markup)
         except RetryAfter as exc:
             raise RateLimited(_seconds(exc)) from exc
         except Forbidden as exc:
