@@ -185,7 +185,3 @@ class Inbox:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         self._sweeper = None
-
-    async def idle(self) -> bool:
-        """Tell whether nothing is being handled and nothing waits (for tests)."""
-        return not self._tasks and not self._in_hand and not self._backlog.is_set()
