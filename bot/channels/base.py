@@ -106,6 +106,23 @@ async def departing() -> None:
         await leave()
 
 
+async def unless_stopping(work: Awaitable[object],
+                          stopping: asyncio.Future[object]) -> asyncio.Future[object] | None:
+    """Run work (a long poll) until it finishes or stopping does; None when stopping won.
+
+    A long poll cancelled while it waits has taken nothing, so nothing is lost by it; what it
+    returned is handed back whole (done, with its result or error) for the caller to store.
+    """
+    fetch = asyncio.ensure_future(work)
+    await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if fetch.done():
+        return fetch
+    fetch.cancel()
+    with contextlib.suppress(BaseException):
+        await fetch
+    return None
+
+
 class Pacer:
     """Paces sends strictly: never more than `per_second` in any window of one second (plus a
     safety margin), and never more than `chat_burst` to one chat in `chat_burst` seconds (a

@@ -46,6 +46,7 @@ from bot.channels.base import (
     TransientError,
     Unreachable,
     departing,
+    unless_stopping,
     webhook_secret_ok,
 )
 from bot.messages import Attachment, Inbound, Outbound
@@ -283,12 +284,8 @@ class TelegramChannel(Paced):
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
             while not self._stopping.is_set():
-                fetch = asyncio.ensure_future(self._fetch(offset))
-                await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                if not fetch.done():  # stopping while waiting: nothing taken, nothing lost
-                    fetch.cancel()
-                    with contextlib.suppress(BaseException):
-                        await fetch
+                fetch = await unless_stopping(self._fetch(offset), stopping)
+                if fetch is None:
                     return
                 try:
                     raw = fetch.result()

@@ -21,6 +21,7 @@ from bot.channels.base import (
     TransientError,
     Unreachable,
     departing,
+    unless_stopping,
     webhook_secret_ok,
 )
 from bot.messages import Attachment, Inbound, Outbound
@@ -182,13 +183,10 @@ class ZaloChannel(Paced):
         try:
             while not self._stopping.is_set() or pending is not None:
                 if pending is None:
-                    fetch = asyncio.ensure_future(self.call(
-                        "getUpdates", wait_seconds=timeout + 10, timeout=max(1, int(timeout))))
-                    await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                    if not fetch.done():  # stopping while waiting: nothing was taken
-                        fetch.cancel()
-                        with contextlib.suppress(BaseException):
-                            await fetch
+                    fetch = await unless_stopping(self.call(
+                        "getUpdates", wait_seconds=timeout + 10, timeout=max(1, int(timeout))),
+                        stopping)
+                    if fetch is None:
                         return
                     try:
                         update = fetch.result()
