@@ -150,15 +150,21 @@ async def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     """Parse arguments and run."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__, rate=100_000, concurrency=16)
+    asyncio.run(run(parser.parse_args()))
+
+
+def arguments(doc: str | None, *, rate: float, concurrency: int) -> argparse.ArgumentParser:
+    """The options both campaign benchmarks take."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
     parser.add_argument("--parents", type=int, default=100_000)
     parser.add_argument("--database-url", help="default: a fresh SQLite file")
     parser.add_argument("--reset", action="store_true",
                         help="drop and recreate the public schema first (PostgreSQL)")
-    parser.add_argument("--rate", type=float, default=100_000, help="messages/s limit")
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rate", type=float, default=rate, help="messages/s limit")
+    parser.add_argument("--concurrency", type=int, default=concurrency)
     parser.add_argument("--alert-every", type=float, default=2.0, help="seconds")
-    asyncio.run(run(parser.parse_args()))
+    return parser
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from sqlalchemy import func, select
 
 from bot.campaigns import activate
 from bot.settings import Settings
-from scripts.bench_campaign import prepare
+from scripts.bench_campaign import arguments, prepare
 from storage import db
 from storage.models import Account, Area, Campaign, CampaignRun, Outbox, OutboxStatus, Priority
 from tests.auxil.fake_telegram import FakeTelegram
@@ -207,14 +207,7 @@ async def run(args: argparse.Namespace) -> None:
 
 def main() -> None:
     """Parse arguments and run."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parents", type=int, default=100_000)
-    parser.add_argument("--database-url", help="default: a fresh SQLite file")
-    parser.add_argument("--reset", action="store_true",
-                        help="drop and recreate the public schema first (PostgreSQL)")
-    parser.add_argument("--rate", type=float, default=30.0, help="the Bot API's limit, /s")
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--alert-every", type=float, default=2.0, help="seconds")
+    parser = arguments(__doc__, rate=30.0, concurrency=8)  # the Bot API's real limit
     asyncio.run(run(parser.parse_args()))
 
 

@@ -43,6 +43,7 @@ from tests.auxil.faults import (
     wait_until,
 )
 from tests.auxil.helpers import invite
+from tests.auxil.outbox import queue_to_chats
 from tests.auxil.people import OFFICER_HX, link_everyone
 from tests.conftest import PG_URL
 
@@ -260,27 +261,14 @@ async def test_database_down_6_s_while_40_urgent_reports_arrive_loses_none(
 
 # ---- the messenger blinks ----------------------------------------------------------------------
 
-async def _campaign_backlog(sessions, count: int) -> None:
-    """Queue count awareness messages, each to its own parent."""
-    now = datetime.now(UTC)
-    async with sessions() as session, session.begin():
-        accounts = [Account(channel="telegram", external_id=str(700_000 + n), created_at=now,
-                            code_failures=0) for n in range(count)]
-        session.add_all(accounts)
-        await session.flush()
-        rows = []
-        for account in accounts:
-            rows += outbox_rows(account, Outbound("Phòng chống bạo lực học đường"),
-                                key=f"camp:{account.id}", now=now, priority=Priority.CAMPAIGN)
-        await insert_rows(session, rows)
-
-
 @pytest.mark.usefixtures("directory")
 async def test_a_2_second_bot_api_failure_during_a_campaign_delays_an_alert_under_10_s(
         launcher: Launcher, fake_telegram: FakeTelegram, sessions, clock) -> None:
     await link_everyone(sessions, clock)
     [teacher] = await add_liaisons(sessions, 1, clock.now())
-    await _campaign_backlog(sessions, 3000)
+    await queue_to_chats(sessions, dict.fromkeys(range(700_000, 703_000), 1),
+                         priority=Priority.CAMPAIGN, now=datetime.now(UTC),
+                         text="Phòng chống bạo lực học đường")
     bot = launcher.start()
     await wait_until(lambda: fake_telegram.sent_total >= 30, 30, "the campaign never started")
     fake_telegram.fail("sendMessage", 500, times=7, description="Internal Server Error")
@@ -327,18 +315,8 @@ async def test_bot_api_down_then_back_first_alert_within_15_s_of_recovery(
 
 async def test_three_chats_with_100_queued_replies_never_delay_a_new_persons_help(
         launcher: Launcher, fake_telegram: FakeTelegram, sessions) -> None:
-    now = datetime.now(UTC)
-    async with sessions() as session, session.begin():
-        busy = [Account(channel="telegram", external_id=str(800 + n), created_at=now,
-                        code_failures=0) for n in range(3)]
-        session.add_all(busy)
-        await session.flush()
-        rows = []
-        for account in busy:
-            for n in range(110):
-                rows += outbox_rows(account, Outbound(f"trả lời {n}"), now=now,
-                                    key=f"flood:{account.id}:{n}", priority=Priority.REPLY)
-        await insert_rows(session, rows)
+    await queue_to_chats(sessions, {800: 110, 801: 110, 802: 110}, priority=Priority.REPLY,
+                         now=datetime.now(UTC), text="trả lời")
     # Production pacing: about one message a second per chat.
     bot = launcher.start(SAFESCHOOL_TELEGRAM_CHAT_BURST="1")
     await _polling(fake_telegram)

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
 
 from sqlalchemy import select
 
 from bot.app import App
 from bot.channels.base import Pacer
-from bot.messages import Outbound
-from bot.outbox import insert_rows, outbox_rows
-from storage.models import Account, Outbox, OutboxStatus, Priority
+from storage.models import Outbox, OutboxStatus, Priority
 from tests.auxil.fake_telegram import FakeTelegram
 from tests.auxil.helpers import eventually
+from tests.auxil.outbox import queue_to_chats
 from tests.conftest import make_settings
 
 
@@ -73,18 +71,9 @@ async def test_an_alert_waiting_for_the_budget_goes_before_every_waiting_campaig
 async def test_a_strict_bot_api_never_answers_429_to_the_worker(
         database_url, fake_telegram: FakeTelegram, sessions, clock) -> None:
     fake_telegram.strict_rate = 60
-    now = datetime.now(UTC)
-    async with sessions() as session, session.begin():
-        accounts = [Account(channel="telegram", external_id=str(5000 + n), created_at=now,
-                            code_failures=0) for n in range(150)]
-        session.add_all(accounts)
-        await session.flush()
-        rows = []
-        for n, account in enumerate(accounts):  # more chats than a second's budget, and
-            for k in range(3 if n < 10 else 1):  # a few with three: the chat's second too
-                rows += outbox_rows(account, Outbound(f"tin {k}"), key=f"s:{account.id}:{k}",
-                                    now=clock.now(), priority=Priority.CAMPAIGN)
-        await insert_rows(session, rows)
+    # More chats than a second's budget, and a few with three messages: the chat's second too.
+    await queue_to_chats(sessions, {5000 + n: 3 if n < 10 else 1 for n in range(150)},
+                         priority=Priority.CAMPAIGN, now=clock.now())
     app = App(make_settings(database_url, fake_telegram, telegram_rate_per_second=60,
                             telegram_chat_burst=1, outbox_concurrency=8), clock)
     await app.start()
