@@ -9,19 +9,22 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from bot.campaigns import QuietHours
-from bot.cases import alert_unreachable
-from bot.channels.base import Channel
-from bot.clock import Clock
-from bot.dispatch import Dispatcher
-from bot.inbox import Inbox
-from bot.messages import Inbound
-from bot.settings import Settings
-from bot.worker import DeliveryWorker
+from bot.channels.telegram import USERNAME_KEY, TelegramChannel
+from bot.channels.zalo import ZaloChannel
+from bot.core.channel import Channel
+from bot.core.clock import Clock
+from bot.core.dispatch import Dispatcher
+from bot.core.inbox import Inbox
+from bot.core.messages import Inbound
+from bot.core.settings import Settings
+from bot.core.worker import DeliveryWorker
+from bot.services.cases import alert_unreachable
+from bot.services.timing import QuietHours
 from handlers import build_router
 from schedules import build_scheduler
+from schedules.campaigns import campaign_tick
+from schedules.escalation import tick as escalation_tick
 from storage import db
-from storage.invitations import TELEGRAM_USERNAME_KEY
 from storage.models import KeyValue
 
 _LOGGER = logging.getLogger(__name__)
@@ -68,12 +71,8 @@ class App:
                                      on_commit=self.worker.wake)
         self.inbox = Inbox(self.sessions, self.dispatcher, self.clock)
         if settings.telegram_token is not None:
-            from bot.channels.telegram import TelegramChannel
-
             self.channels["telegram"] = TelegramChannel(settings, self.inbox.accept)
         if settings.zalo_token is not None:
-            from bot.channels.zalo import ZaloChannel
-
             self.channels["zalo"] = ZaloChannel(settings, self.inbox.accept)
         self.scheduler = build_scheduler(self.sessions, self.clock, settings.timezone,
                                          settings.media_dir, self.case_tick,
@@ -89,17 +88,13 @@ class App:
 
     async def case_tick(self) -> dict[str, int]:
         """Run the case clock once (escalations, reminders, dead-message reports)."""
-        from schedules.escalation import tick
-
-        done = await tick(self.sessions, self.clock, self.settings)
+        done = await escalation_tick(self.sessions, self.clock, self.settings)
         if any(done.values()):
             self.worker.wake()
         return done
 
     async def campaign_tick(self) -> int:
         """Open due campaign runs and queue their audience."""
-        from schedules.campaigns import campaign_tick
-
         try:
             return await campaign_tick(self.sessions, self.clock, self.settings, self.quiet,
                                        self.worker.wake)
@@ -159,7 +154,7 @@ class App:
             return
         async with self.sessions() as session, session.begin():
             stmt = db.upsert_insert(self.engine.dialect.name, KeyValue).values(
-                key=TELEGRAM_USERNAME_KEY, value=username)
+                key=USERNAME_KEY, value=username)
             await session.execute(stmt.on_conflict_do_update(
                 index_elements=["key"], set_={"value": username}))
 

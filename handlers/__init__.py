@@ -1,21 +1,11 @@
-"""Channel-agnostic conversation handlers, composed into one router here."""
+"""Chat flows, channel-agnostic: each module registers its commands, choices and flows."""
 
-from bot.dispatch import Router
+from bot.core.context import Router
+from handlers import campaigns, cases, common, consent, duty, linking, registration, report
 
 
 def build_router() -> Router:
     """Compose every feature module's handlers into one router."""
-    from handlers import (
-        campaigns,
-        cases,
-        common,
-        consent,
-        duty,
-        linking,
-        registration,
-        report,
-    )
-
     router = Router()
     for module in (common, registration, report, cases, linking, duty, consent, campaigns):
         module.register(router)

@@ -6,10 +6,10 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from bot import campaigns as svc
-from bot.content import library
-from bot.dispatch import Context, Router, parse_number
-from bot.messages import Choice
+from bot.core.context import Context, Router, parse_number
+from bot.core.messages import Choice
+from bot.services import campaigns as svc
+from bot.services.content import library
 from storage.areas import subtree
 from storage.models import Campaign, CampaignRun, CampaignStatus, Role
 

@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 from sqlalchemy import or_, select
 
-from bot import cases
-from bot.dispatch import Context, Router, parse_number
-from bot.i18n import Translator
-from bot.messages import Choice, Media, Outbound
+from bot.core.context import Context, Router, parse_number
+from bot.core.i18n import Translator
+from bot.core.messages import Choice, Media, Outbound
+from bot.services import cases
 from handlers.report import attachment_problem
 from storage.areas import ancestors
 from storage.models import (

@@ -4,36 +4,13 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from bot.dispatch import Context, Router
-from bot.messages import Choice
-from bot.settings import LANGUAGES
-from handlers import registration
-from storage.models import Account, Duty, Role, RoleAssignment
-
-
-def main_menu(ctx: Context) -> list[Choice]:
-    """Return the main menu for this person's roles."""
-    t = ctx.t
-    items = []
-    if ctx.has_role(Role.LIAISON, Role.PARENT):
-        items += [Choice("menu:report", t("menu.report")),
-                  Choice("menu:mycases", t("menu.mycases"))]
-    if ctx.has_role(Role.OFFICER):
-        items.append(Choice("menu:cases", t("menu.cases")))
-    items += [Choice("menu:help", t("menu.help")), Choice("menu:me", t("menu.me")),
-              Choice("menu:language", t("menu.language"))]
-    return items
-
-
-def describe_role(ctx: Context, assignment: RoleAssignment) -> str:
-    """Describe one role assignment in the reader's language, e.g. 'officer (primary) — X'."""
-    t = ctx.t
-    scope = assignment.school or assignment.area
-    scope_name = scope.name if scope else "—"
-    label = t(f"role.{assignment.role}")
-    if assignment.role == Role.OFFICER and assignment.duty in set(Duty):
-        label = t("role.officer_with_duty", duty=t(f"duty.{assignment.duty}"))
-    return t("me.role_line", role=label, scope=scope_name)
+from bot.core.context import Context, Router
+from bot.core.messages import Choice
+from bot.core.settings import LANGUAGES
+from handlers import cases, registration, report
+from handlers.consent import resume_if_stopped
+from handlers.menus import describe_role, main_menu
+from storage.models import Account
 
 
 async def start(ctx: Context) -> None:
@@ -41,8 +18,6 @@ async def start(ctx: Context) -> None:
     if ctx.inbound.args:
         await registration.redeem(ctx, ctx.inbound.args[0])
         return
-    from handlers.consent import resume_if_stopped
-
     if resume_if_stopped(ctx):
         return
     if ctx.person and ctx.roles:
@@ -101,8 +76,6 @@ async def menu(ctx: Context) -> None:
 
 async def menu_choice(ctx: Context) -> None:
     """Run the main-menu item that was chosen."""
-    from handlers import cases, report
-
     item = (ctx.choice or "").partition(":")[2]
     action = {"help": help_, "me": me, "language": language, "report": report.start,
               "mycases": cases.my_cases, "cases": cases.list_cases}.get(item)

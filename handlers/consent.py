@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from bot.content import TOPICS
-from bot.dispatch import Context, Router
-from bot.messages import Choice
+from bot.core.context import Context, Router
+from bot.core.messages import Choice
+from bot.services.content import TOPICS
 
 FREQUENCIES = ("weekly", "monthly")
 

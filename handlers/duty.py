@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 
-from bot.dispatch import Context, Router
+from bot.core.context import Context, Router
 from storage.models import Role
 
 _WHEN = re.compile(r"^(\d{1,2})[/.\-](\d{1,2})[/.\-](\d{2,4})(?:\s+(\d{1,2})[:h](\d{2}))?$")

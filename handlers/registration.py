@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from datetime import timedelta
 
 from sqlalchemy import select
 
-from bot.dispatch import Context, Router
-from storage.invitations import consume, normalise_code
+from bot.core.context import Context, Router
+from bot.services.codes import normalise_code
+from bot.services.invitations import consume
+from handlers.menus import main_menu
 from storage.models import (
+    Account,
     Invitation,
     LinkCode,
     Person,
@@ -20,6 +24,7 @@ from storage.models import (
     School,
 )
 
+_LOGGER = logging.getLogger(__name__)
 FLOW = "register"
 _CODE_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 \-_.]{4,30}$")
 NAME_MAX = 100
@@ -28,12 +33,6 @@ NAME_MAX = 100
 def looks_like_code(text: str) -> bool:
     """Tell whether text could be a code someone typed (letters/digits, maybe grouped)."""
     return bool(_CODE_SHAPE.match(text.strip())) and 6 <= len(normalise_code(text)) <= 20
-
-
-def _menu(ctx: Context):
-    from handlers.common import main_menu
-
-    return main_menu(ctx)
 
 
 async def redeem(ctx: Context, text: str) -> None:
@@ -65,8 +64,6 @@ async def redeem(ctx: Context, text: str) -> None:
     link = (await ctx.session.execute(
         select(LinkCode).where(LinkCode.code == code))).scalar_one_or_none()
     if link is not None:
-        from handlers.linking import redeem_link
-
         _reset_failures(ctx)
         await redeem_link(ctx, link)
         return
@@ -169,7 +166,7 @@ async def _complete(ctx: Context, invitation: Invitation, name: str | None) -> N
     ctx.clear()
     await ctx.session.refresh(target, ["roles"])
     role = ctx.t(f"role.{invitation.role}")
-    ctx.reply("register.done", choices=_menu(ctx), role=role, scope=_scope_name(invitation))
+    ctx.reply("register.done", choices=main_menu(ctx), role=role, scope=_scope_name(invitation))
 
 
 async def _join_as_parent(ctx: Context, school: School) -> None:
@@ -177,12 +174,42 @@ async def _join_as_parent(ctx: Context, school: School) -> None:
     _reset_failures(ctx)
     ctx.clear()
     if not await _ensure_role(ctx, person, Role.PARENT, school_id=school.id):
-        ctx.reply("parent.already", choices=_menu(ctx), school=school.name)
+        ctx.reply("parent.already", choices=main_menu(ctx), school=school.name)
         return
     ctx.session.add(Redemption(school_id=school.id, account_id=ctx.account.id,
                                person_id=person.id, role=Role.PARENT, at=ctx.clock.now()))
     await ctx.session.refresh(person, ["roles"])
-    ctx.reply("parent.done", choices=_menu(ctx), school=school.name)
+    ctx.reply("parent.done", choices=main_menu(ctx), school=school.name)
+
+
+async def redeem_link(ctx: Context, code: LinkCode) -> None:
+    """Attach this account to the person who asked for the code."""
+    now = ctx.clock.now()
+    if code.used_at is not None or code.expires_at <= now:
+        ctx.reply("code.expired")
+        return
+    if ctx.person is not None and ctx.person.id != code.person_id and ctx.roles:
+        ctx.reply("register.other_person")
+        return
+    code.used_at = now
+    previous = ctx.person
+    ctx.account.person_id = code.person_id
+    await ctx.session.flush()
+    await ctx.session.refresh(ctx.account, ["person"])
+    if previous is not None and previous.id != code.person_id:
+        _LOGGER.info("Account %s moved from an empty person to person %s", ctx.account.id,
+                     code.person_id)
+    ctx.clear()
+    channels = await person_channels(ctx)
+    ctx.reply("link.done", channels=", ".join(ctx.t(f"channel.{c}") for c in channels))
+
+
+async def person_channels(ctx: Context) -> list[str]:
+    """The messengers this person can be reached on."""
+    assert ctx.person is not None
+    rows = await ctx.session.execute(select(Account.channel).where(
+        Account.person_id == ctx.person.id, Account.blocked_at.is_(None)).distinct())
+    return sorted(rows.scalars())
 
 
 def clean_name(text: str) -> str | None:

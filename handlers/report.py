@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bot import cases, escalation
-from bot.dispatch import Context, Router, parse_number
-from bot.messages import Attachment, Choice, Outbound
+from bot.core.context import Context, Router, parse_number
+from bot.core.messages import Attachment, Choice, Outbound
+from bot.services import cases, escalation
 from storage.models import (
     CATEGORIES,
     Incident,

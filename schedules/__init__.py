@@ -11,7 +11,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from bot.clock import Clock
+from bot.core.clock import Clock
 from storage.media import keep_remote_media
 from storage.models import InboundSeen
 

@@ -9,9 +9,10 @@ from collections.abc import Callable
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from bot.campaigns import QuietHours, queue_batch, start_due_runs
-from bot.clock import Clock
-from bot.settings import Settings
+from bot.core.clock import Clock
+from bot.core.settings import Settings
+from bot.services.campaigns import queue_batch, start_due_runs
+from bot.services.timing import QuietHours
 from storage.areas import subtree
 from storage.models import Campaign, CampaignRun, CampaignStatus
 

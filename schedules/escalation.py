@@ -13,11 +13,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot import cases, escalation
-from bot.clock import Clock
-from bot.i18n import Translator
-from bot.messages import Outbound
-from bot.settings import Settings
+from bot.core.clock import Clock
+from bot.core.i18n import Translator
+from bot.core.messages import Outbound
+from bot.core.settings import Settings
+from bot.services import cases, escalation
 from storage.models import (
     Area,
     Incident,

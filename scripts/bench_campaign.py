@@ -28,13 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import func, select, text
 
 from bot.app import App
-from bot.campaigns import activate
-from bot.clock import Clock
-from bot.messages import Outbound
-from bot.outbox import enqueue
-from bot.settings import Settings
+from bot.core.clock import Clock
+from bot.core.messages import Outbound
+from bot.core.outbox import enqueue
+from bot.core.settings import Settings
+from bot.services.campaigns import activate
+from bot.services.directory import import_rows, read_files
 from storage import db
-from storage.directory import import_rows, read_files
 from storage.models import Account, Area, Campaign, Outbox, OutboxStatus, Priority
 from tests.auxil.audience import add_parents
 from tests.auxil.directory import write_directory

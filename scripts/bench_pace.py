@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import func, select
 
-from bot.campaigns import activate
-from bot.settings import Settings
+from bot.core.settings import Settings
+from bot.services.campaigns import activate
 from scripts.bench_campaign import arguments, prepare
 from storage import db
 from storage.models import Account, Area, Campaign, CampaignRun, Outbox, OutboxStatus, Priority

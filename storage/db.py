@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 
 _LOGGER = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).with_name("migrations")
+# A file beside wherever the bot is started: works on a fresh machine with nothing set up.
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///safeschool.db"
 
 
 class DatabaseUnavailable(Exception):

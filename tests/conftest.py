@@ -12,10 +12,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from bot.app import App
-from bot.clock import FakeClock
-from bot.settings import Settings
+from bot.core.clock import FakeClock
+from bot.core.settings import Settings
+from bot.services.directory import import_rows, read_files
 from storage import db
-from storage.directory import import_rows, read_files
 from storage.models import Base
 from tests.auxil.directory import write_directory
 from tests.auxil.fake_telegram import FakeTelegram

@@ -9,11 +9,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select, update
 
-from bot import campaigns as svc
 from bot.app import App
 from bot.cli import main
-from bot.clock import FakeClock
-from bot.content import check_items, library
+from bot.core.clock import FakeClock
+from bot.services import campaigns as svc
+from bot.services.content import check_items, library
+from bot.services.timing import QuietHours
 from storage.areas import subtree
 from storage.models import Account, Campaign, CampaignRun, Outbox, OutboxStatus, Person, Priority
 from tests.auxil.audience import add_parents
@@ -213,7 +214,7 @@ async def test_a_restart_mid_campaign_resumes_with_no_duplicate(
 
 
 def _quiet(settings):
-    return svc.QuietHours.parse(settings.quiet_hours, settings.tz)
+    return QuietHours.parse(settings.quiet_hours, settings.tz)
 
 
 async def test_stop_start_and_topics_are_honoured(

@@ -6,8 +6,8 @@ import pytest
 from sqlalchemy import select
 
 from bot.app import App
-from bot.clock import FakeClock
-from bot.messages import Inbound
+from bot.core.clock import FakeClock
+from bot.core.messages import Inbound
 from storage.models import Account, Outbox, OutboxStatus
 from tests.auxil.fake_telegram import FakeTelegram
 from tests.auxil.helpers import account, eventually
@@ -104,8 +104,8 @@ async def test_a_redelivered_update_is_answered_once(
 
 async def test_long_text_is_split_below_telegram_limit(
         app: App, fake_telegram: FakeTelegram, sessions, clock) -> None:
-    from bot.messages import Outbound
-    from bot.outbox import enqueue
+    from bot.core.messages import Outbound
+    from bot.core.outbox import enqueue
 
     async with sessions() as session, session.begin():
         acc = Account(channel="telegram", external_id="706", created_at=clock.now())
@@ -147,8 +147,8 @@ async def test_a_send_that_hangs_times_out_and_is_delivered_once_later(
 
 
 async def test_unreachable_telegram_at_start_is_one_clear_error(database_url, clock) -> None:
-    from bot.channels.base import FatalChannelError
-    from bot.settings import Settings
+    from bot.core.channel import FatalChannelError
+    from bot.core.settings import Settings
 
     settings = Settings(_env_file=None, database_url=database_url, telegram_token="1:abcdefgh",
                         telegram_api_url="http://127.0.0.1:9/bot", http_port=0,

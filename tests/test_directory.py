@@ -9,7 +9,7 @@ import pytest
 from openpyxl import Workbook
 from sqlalchemy import select
 
-from storage.directory import DirectoryError, directory_tree, import_rows, read_files
+from bot.services.directory import DirectoryError, directory_tree, import_rows, read_files
 from storage.models import Area, Person, RoleAssignment, School
 from tests.auxil.directory import write_directory
 from tests.auxil.helpers import count

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from bot.app import App
 from bot.cli import main
-from bot.clock import FakeClock
+from bot.core.clock import FakeClock
 from storage.models import Account, Incident, IncidentEvent, Outbox
 from tests.auxil.fake_telegram import FakeTelegram
 from tests.auxil.people import (

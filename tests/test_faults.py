@@ -19,10 +19,10 @@ import aiohttp
 import pytest
 from sqlalchemy import func, select
 
-from bot.messages import Inbound, Outbound
-from bot.outbox import insert_rows, outbox_rows
+from bot.core.messages import Inbound, Outbound
+from bot.core.outbox import insert_rows, outbox_rows
+from bot.services.directory import import_rows, read_files
 from storage import db
-from storage.directory import import_rows, read_files
 from storage.models import Account, Outbox, Person, Priority, Redemption, Role
 from tests.auxil.directory import write_directory
 from tests.auxil.fake_telegram import FakeTelegram

@@ -8,7 +8,7 @@ import time
 from sqlalchemy import select
 
 from bot.app import App
-from bot.channels.base import Pacer
+from bot.channels.pacing import Pacer
 from storage.models import Outbox, OutboxStatus, Priority
 from tests.auxil.fake_telegram import FakeTelegram
 from tests.auxil.helpers import eventually

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from bot.app import App
-from bot.clock import FakeClock
+from bot.core.clock import FakeClock
 from storage.models import Redemption, Role, RoleAssignment
 from tests.auxil.fake_telegram import FakeTelegram
 from tests.auxil.helpers import account, count, invite, parent_code

@@ -15,10 +15,10 @@ import pytest
 from sqlalchemy import select
 
 from bot.app import App
-from bot.clock import FakeClock
-from bot.messages import Outbound
-from bot.outbox import enqueue
-from bot.worker import ALERT_LANE
+from bot.core.clock import FakeClock
+from bot.core.messages import Outbound
+from bot.core.outbox import enqueue
+from bot.core.worker import ALERT_LANE
 from storage.models import Account, Area, Incident, Outbox, OutboxStatus, Person, Priority, Role
 from storage.models import RoleAssignment as Assignment
 from tests.auxil.fake_telegram import FakeTelegram

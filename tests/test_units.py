@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.dispatch import match_choice
-from bot.i18n import Translator, catalogues
-from bot.logs import RedactSecrets
-from bot.messages import split_text
-from storage.invitations import ALPHABET, normalise_code, parse_duration, random_code
+from bot.core.context import match_choice
+from bot.core.i18n import Translator, catalogues
+from bot.core.logs import RedactSecrets
+from bot.core.messages import split_text
+from bot.services.codes import ALPHABET, normalise_code, random_code
+from bot.services.invitations import parse_duration
 
 
 def test_catalogues_have_the_same_keys_and_placeholders() -> None:

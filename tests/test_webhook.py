@@ -8,7 +8,7 @@ import aiohttp
 import pytest
 
 from bot.app import App
-from bot.clock import FakeClock
+from bot.core.clock import FakeClock
 from storage.models import InboundSeen, Outbox
 from tests.auxil.fake_telegram import FakeTelegram
 from tests.auxil.helpers import count

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import select
 
 from bot.app import App
-from bot.clock import FakeClock
-from bot.messages import Outbound
-from bot.outbox import enqueue
+from bot.core.clock import FakeClock
+from bot.core.messages import Outbound
+from bot.core.outbox import enqueue
 from storage.models import Account, InboundSeen, Incident, Outbox, OutboxStatus
 from tests.auxil.fake_telegram import FakeTelegram
 from tests.auxil.fake_zalo import FakeZalo
@@ -52,7 +52,7 @@ class ZChat:
 
 async def _link_zalo(sessions, clock, phone: str, user_id: str) -> None:
     """Move a directory person onto Zalo (their Telegram account, if any, is dropped)."""
-    from storage.directory import normalise_phone
+    from bot.services.directory import normalise_phone
     from storage.models import Person
 
     async with sessions() as session, session.begin():

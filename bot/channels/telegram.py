@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import (
     Bot,
     InlineKeyboardButton,
@@ -36,21 +37,22 @@ from telegram.error import (
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBUserWarning
 
-from bot.channels.base import (
+from bot.channels.base import BadPayload, unless_stopping, webhook_handler
+from bot.channels.pacing import Paced, Pacer
+from bot.core.channel import (
     Accept,
     FatalChannelError,
-    Paced,
-    Pacer,
     PermanentError,
+    Profile,
     RateLimited,
     TransientError,
     Unreachable,
     departing,
-    unless_stopping,
-    webhook_secret_ok,
+    register_profile,
 )
-from bot.messages import Attachment, Inbound, Outbound
-from bot.settings import Settings
+from bot.core.messages import Attachment, Inbound, Outbound
+from bot.core.settings import Settings
+from storage.models import KeyValue
 
 _LOGGER = logging.getLogger(__name__)
 # We call getUpdates through do_api_request on purpose: get_updates would parse the updates
@@ -58,6 +60,9 @@ _LOGGER = logging.getLogger(__name__)
 warnings.filterwarnings("ignore", message=r".*do_api_request\(\"getUpdates\"",
                         category=PTBUserWarning)
 NAME = "telegram"
+# Bot API limits: 4096 characters a message, 1024 a caption; choices are inline buttons.
+PROFILE = Profile(NAME, text_limit=4096, caption_limit=1024)
+register_profile(PROFILE)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
 CALLBACK_DATA_MAX_BYTES = 64
@@ -353,32 +358,17 @@ class TelegramChannel(Paced):
             await self.bot.shutdown()
             self._initialised = False
 
-    async def handle_webhook(self, request: web.Request) -> web.Response:
-        """Accept an update from Telegram after checking the secret header, before the body.
-
-        200 only once the update is stored; 503 while the database is away, so Telegram
-        delivers it again.
-        """
-        if not webhook_secret_ok(request, SECRET_HEADER, self.settings.telegram_webhook_secret):
-            return web.Response(status=403, text="forbidden")
-        try:
-            data = await request.json()
-        except Exception:
-            return web.Response(status=400, text="bad update")
+    async def _store_webhook_update(self, data: Any) -> None:
+        """Store one update Telegram posted (raises while it cannot be stored), then stop
+        its button's spinner."""
         updates, unreadable, highest = read_updates([data], self.bot)
         if highest is None:
-            return web.Response(status=400, text="bad update")
+            raise BadPayload("not an update")
         inbounds, more = normalise(updates)
-        try:
-            await self.accept(inbounds, [(NAME, i) for i in unreadable + more])
-        except Exception as exc:
-            _LOGGER.warning("Could not store a Telegram update (%s); Telegram will resend it",
-                            type(exc).__name__)
-            return web.Response(status=503, text="try again")
+        await self.accept(inbounds, [(NAME, i) for i in unreadable + more])
         for update in updates:
             if update.callback_query is not None:
                 self._spawn(self._answer(update))
-        return web.Response(text="ok")
 
     async def _answer(self, update: Update) -> None:
         """Stop the button's spinner (best effort)."""
@@ -391,7 +381,11 @@ class TelegramChannel(Paced):
         """Return the HTTP routes this channel serves."""
         if not self.webhook:
             return []
-        return [web.post(self.settings.telegram_webhook_path, self.handle_webhook)]
+        handler = webhook_handler(name=NAME, header=SECRET_HEADER,
+                                  secret=self.settings.telegram_webhook_secret,
+                                  store=self._store_webhook_update,
+                                  ok=lambda: web.Response(text="ok"))
+        return [web.post(self.settings.telegram_webhook_path, handler)]
 
     async def probe(self) -> None:
         """getMe with a short timeout: is the Bot API answering again?"""
@@ -502,3 +496,21 @@ class TelegramChannel(Paced):
         except TelegramError as exc:
             raise TransientError(f"telegram: {exc.message}") from exc
         return str(sent.message_id)
+
+
+# ---- links that open the bot -------------------------------------------------------------
+
+USERNAME_KEY = "telegram.username"  # where `safeschool run` keeps the bot's username
+
+
+async def telegram_username(session: AsyncSession, configured: str | None) -> str | None:
+    """Return the bot's username: configured, or learnt by the last `safeschool run`."""
+    if configured:
+        return configured.lstrip("@")
+    row = await session.get(KeyValue, USERNAME_KEY)
+    return row.value if row else None
+
+
+def deep_link(username: str | None, code: str) -> str | None:
+    """Return the t.me link that opens the bot with the code, if the username is known."""
+    return f"https://t.me/{username}?start={code}" if username else None

@@ -11,27 +11,51 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bot.channels.base import (
+from bot.channels.base import BadPayload, unless_stopping, webhook_handler
+from bot.channels.pacing import Paced, Pacer
+from bot.core.channel import (
     Accept,
     FatalChannelError,
-    Paced,
-    Pacer,
     PermanentError,
+    Profile,
     RateLimited,
     TransientError,
     Unreachable,
     departing,
-    unless_stopping,
-    webhook_secret_ok,
+    register_profile,
 )
-from bot.messages import Attachment, Inbound, Outbound
-from bot.settings import Settings
+from bot.core.i18n import Translator
+from bot.core.messages import Attachment, Inbound, Outbound
+from bot.core.settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
 NAME = "zalo"
 SECRET_HEADER = "X-Bot-Api-Secret-Token"
 MAX_BACKOFF = 5.0  # seconds between polls while Zalo or the database is away
 PROBE_TIMEOUT = 3.0
+
+
+
+
+def numbered_menu(message: Outbound) -> Outbound:
+    """Zalo bots have no buttons: choices become a numbered list with a hint, and the person
+    answers with the number (the dispatcher maps it back to the choice)."""
+    if not message.choices:
+        return message
+    t = Translator(message.language or "vi")
+    lines = [f"{n}. {c.label}" for n, c in enumerate(message.choices, start=1)]
+    numbers = [str(n) for n in range(1, len(message.choices) + 1)]
+    spoken = numbers[0] if len(numbers) == 1 else \
+        f"{', '.join(numbers[:-1])} {t('choices.or')} {numbers[-1]}"
+    menu = "\n".join(lines) + "\n" + t("choices.hint", numbers=spoken)
+    return Outbound(f"{message.text}\n\n{menu}", message.choices, message.media,
+                    message.language)
+
+
+# Texts up to 2000 characters; captions are kept to Telegram's 1024 so a relayed photo reads
+# the same on both.
+PROFILE = Profile(NAME, text_limit=2000, caption_limit=1024, fit=numbered_menu)
+register_profile(PROFILE)
 
 
 class ZaloApiError(Exception):
@@ -238,30 +262,20 @@ class ZaloChannel(Paced):
         if inbound is not None:
             await self.accept([inbound], [])
 
-    async def handle_webhook(self, request: web.Request) -> web.Response:
-        """Check the secret header before the body; 200 only once the event is stored, 503
-        while the database is away (so Zalo delivers it again)."""
-        if not webhook_secret_ok(request, SECRET_HEADER, self.settings.zalo_webhook_secret):
-            return web.Response(status=403, text="forbidden")
-        try:
-            payload = await request.json()
-        except ValueError:
-            return web.Response(status=400, text="bad payload")
+    async def _store_webhook_event(self, payload: Any) -> None:
         if not isinstance(payload, dict):
-            return web.Response(status=400, text="bad payload")
-        try:
-            await self._store(payload)
-        except Exception as exc:
-            _LOGGER.warning("Could not store a Zalo event (%s); Zalo will resend it",
-                            type(exc).__name__)
-            return web.Response(status=503, text="try again")
-        return web.json_response({"ok": True})
+            raise BadPayload("not an event")
+        await self._store(payload)
 
     def routes(self) -> list[web.RouteDef]:
         """Return the HTTP routes this channel serves."""
         if not self.webhook:
             return []
-        return [web.post(self.settings.zalo_webhook_path, self.handle_webhook)]
+        handler = webhook_handler(name=NAME, header=SECRET_HEADER,
+                                  secret=self.settings.zalo_webhook_secret,
+                                  store=self._store_webhook_event,
+                                  ok=lambda: web.json_response({"ok": True}))
+        return [web.post(self.settings.zalo_webhook_path, handler)]
 
     async def stop_receiving(self) -> None:
         """Stop polling; an event already fetched is stored first, never cut off."""

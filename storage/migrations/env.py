@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from storage.db import DEFAULT_DATABASE_URL, create_engine
 from storage.models import Base
 
 config = context.config
@@ -25,10 +27,9 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_from_url() -> None:
-    from bot.settings import Settings
-    from storage.db import create_engine
-
-    engine = create_engine(config.get_main_option("sqlalchemy.url") or Settings().database_url)
+    url = config.get_main_option("sqlalchemy.url") or os.environ.get(
+        "SAFESCHOOL_DATABASE_URL", DEFAULT_DATABASE_URL)
+    engine = create_engine(url)
     async with engine.begin() as conn:
         await conn.run_sync(_run)
     await engine.dispose()

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from bot.clock import Clock
-from storage.invitations import create_invitation
+from bot.core.clock import Clock
+from bot.services.invitations import create_invitation
 from storage.models import Account, School
 
 

@@ -6,8 +6,8 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from bot.messages import Outbound
-from bot.outbox import insert_rows, outbox_rows
+from bot.core.messages import Outbound
+from bot.core.outbox import insert_rows, outbox_rows
 from storage.models import Account
 
 

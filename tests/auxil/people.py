@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from bot.clock import Clock
-from storage.directory import normalise_phone
+from bot.core.clock import Clock
+from bot.services.directory import normalise_phone
 from storage.models import Account, Person, Role, RoleAssignment, School
 from tests.auxil.fake_telegram import FakeTelegram
 

@@ -15,6 +15,7 @@ import phonenumbers
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.services.codes import PARENT_CODE_LENGTH, unused_code
 from storage.models import Area, Duty, Person, Role, RoleAssignment, School
 
 KINDS = ("areas", "schools", "officers", "liaisons")
@@ -339,8 +340,6 @@ async def import_rows(session: AsyncSession, rows: list[Row], now: datetime) -> 
     plan, problems = await _validate(session, rows)
     if problems:
         raise DirectoryError(problems)
-    from storage.invitations import PARENT_CODE_LENGTH, unused_code
-
     result = ImportResult()
     areas = {a.code: a for a in (await session.execute(select(Area))).scalars()}
     for code, row in plan.areas.items():

@@ -6,172 +6,30 @@ import asyncio
 import dataclasses
 import logging
 import time
-import unicodedata
 import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot.clock import Clock
-from bot.i18n import Translator
-from bot.messages import Choice, Inbound, Outbound
-from bot.outbox import enqueue
-from bot.settings import Settings
+from bot.core.clock import Clock
+from bot.core.context import Context, Router, language_of, match_choice
+from bot.core.i18n import Translator
+from bot.core.messages import Inbound, Outbound
+from bot.core.outbox import enqueue
+from bot.core.settings import Settings
 from storage import db
 from storage.conversations import conversation_for
 from storage.models import (
     Account,
-    Conversation,
     InboundSeen,
     InboxItem,
-    Person,
     Priority,
-    Role,
-    RoleAssignment,
 )
 
 _LOGGER = logging.getLogger(__name__)
-
-Handler = Callable[["Context"], Awaitable[None]]
-
-
-@dataclass
-class Context:
-    """Everything a handler may use while it answers one inbound message."""
-
-    session: AsyncSession
-    settings: Settings
-    clock: Clock
-    inbound: Inbound
-    account: Account
-    conversation: Conversation
-    choice: str | None = None
-    replies: list[Outbound] = field(default_factory=list)
-
-    @property
-    def person(self) -> Person | None:
-        """Return the registered person behind the account, if any."""
-        return self.account.person
-
-    @property
-    def roles(self) -> list[RoleAssignment]:
-        """Return the person's role assignments (empty for strangers)."""
-        return list(self.person.roles) if self.person else []
-
-    @property
-    def language(self) -> str:
-        """Return the language this person reads."""
-        return language_of(self.account, self.settings.default_language)
-
-    @property
-    def t(self) -> Translator:
-        """Return the translator for this person's language."""
-        return Translator(self.language)
-
-    def has_role(self, *roles: Role) -> bool:
-        """Tell whether the person holds any of roles (in any scope)."""
-        return any(r.role in roles for r in self.roles)
-
-    def reply(self, key: str, choices: list[Choice] | None = None, **values: Any) -> None:
-        """Answer with a catalogue message and optional choices."""
-        self.replies.append(Outbound(self.t(key, **values), list(choices or []),
-                                     language=self.language))
-
-    def reply_text(self, text: str, choices: list[Choice] | None = None) -> None:
-        """Answer with text already composed from catalogue parts."""
-        self.replies.append(Outbound(text, list(choices or []), language=self.language))
-
-    def goto(self, flow: str | None, step: str | None = None, **data: Any) -> None:
-        """Move the conversation to a flow step, replacing its data."""
-        self.conversation.flow = flow
-        self.conversation.step = step
-        self.conversation.data = dict(data)
-
-    def update(self, **data: Any) -> None:
-        """Add to the conversation's data (a new dict, so the JSON column sees the change)."""
-        self.conversation.data = {**(self.conversation.data or {}), **data}
-
-    def clear(self) -> None:
-        """End any flow."""
-        self.goto(None)
-
-
-def language_of(account: Account, default: str) -> str:
-    """The language someone reads: their own choice, their account's, else the default."""
-    if account.person is not None and account.person.language:
-        return account.person.language
-    return account.language or default
-
-
-class Router:
-    """Where handler modules register commands, choice prefixes and flows."""
-
-    def __init__(self) -> None:
-        self.commands: dict[str, Handler] = {}
-        self.choices: dict[str, Handler] = {}
-        self.flows: dict[str, Handler] = {}
-        self.fallback: Handler | None = None
-
-    def command(self, *names: str) -> Callable[[Handler], Handler]:
-        """Register a handler for /name."""
-        def register(fn: Handler) -> Handler:
-            for name in names:
-                self.commands[name] = fn
-            return fn
-        return register
-
-    def choice(self, prefix: str) -> Callable[[Handler], Handler]:
-        """Register a handler for choices whose key starts with ``prefix:``."""
-        def register(fn: Handler) -> Handler:
-            self.choices[prefix] = fn
-            return fn
-        return register
-
-    def flow(self, name: str) -> Callable[[Handler], Handler]:
-        """Register the handler of a multi-step flow."""
-        def register(fn: Handler) -> Handler:
-            self.flows[name] = fn
-            return fn
-        return register
-
-    def default(self, fn: Handler) -> Handler:
-        """Register what answers plain text outside any flow."""
-        self.fallback = fn
-        return fn
-
-
-def _fold(text: str) -> str:
-    return unicodedata.normalize("NFC", text).strip().casefold()
-
-
-def match_choice(text: str, offered: list[list[str]]) -> str | None:
-    """Map a typed number ("2") or an option's label to the offered choice key."""
-    folded = _fold(text).rstrip(".)")
-    n = parse_number(folded)
-    if n is not None:
-        return offered[n - 1][0] if 1 <= n <= len(offered) else None
-    for key, label in offered:
-        if _fold(label) == folded:
-            return key
-    return None
-
-
-def parse_number(text: str, limit: int = 10**9) -> int | None:
-    """Read a small whole number typed by a person: ASCII digits only, never huge.
-
-    str.isdigit() also accepts "²" and "①", which int() refuses; a 23-digit number overflows
-    the database's integers. Both are "not a number" here.
-    """
-    text = text.strip()
-    if not text or len(text) > 12 or not (text.isascii() and text.isdigit()):
-        return None
-    value = int(text)
-    return value if value <= limit else None
-
 
 def _clean(value: str | None) -> str | None:
     """Make text storable: drop NUL characters and lone surrogates (PostgreSQL and UTF-8

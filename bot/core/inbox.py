@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from bot.clock import Clock
-from bot.dispatch import Deferred, Dispatcher, sanitise
-from bot.messages import Inbound, inbound_from_payload, inbound_to_payload
+from bot.core.clock import Clock
+from bot.core.dispatch import Deferred, Dispatcher, sanitise
+from bot.core.messages import Inbound, inbound_from_payload, inbound_to_payload
 from storage import db
 from storage.models import InboxItem
 

@@ -15,7 +15,7 @@ from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
-from bot.channels.base import (
+from bot.core.channel import (
     Channel,
     FatalChannelError,
     PermanentError,
@@ -23,8 +23,8 @@ from bot.channels.base import (
     TransientError,
     Unreachable,
 )
-from bot.clock import Clock
-from bot.messages import Outbound
+from bot.core.clock import Clock
+from bot.core.messages import Outbound
 from storage import db
 from storage.models import Account, Outbox, OutboxStatus, Priority
 

@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import re
-import secrets
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Area, Duty, Invitation, KeyValue, Person, Role, School
+from bot.services.codes import unused_code
+from bot.services.directory import normalise_phone
+from storage.models import Area, Duty, Invitation, Person, Role, School
 
-# No 0/O, 1/I/L: codes are read aloud and typed on phones.
-ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
-CODE_LENGTH = 10  # 31**10 ≈ 8e14 possibilities: brute force is hopeless behind the rate limit
-PARENT_CODE_LENGTH = 8
 _DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$", re.IGNORECASE)
-TELEGRAM_USERNAME_KEY = "telegram.username"
 
 
 class InvitationError(ValueError):
     """An invitation cannot be created as asked."""
-
-
-def random_code(length: int = CODE_LENGTH) -> str:
-    """Return a random code from the unambiguous alphabet."""
-    return "".join(secrets.choice(ALPHABET) for _ in range(length))
-
-
-def normalise_code(text: str) -> str:
-    """Uppercase a typed code and drop spaces and dashes people add while copying it."""
-    return re.sub(r"[\s\-_.]", "", text).upper()
 
 
 def parse_duration(text: str) -> timedelta:
@@ -44,18 +30,6 @@ def parse_duration(text: str) -> timedelta:
     if delta <= timedelta(0):
         raise InvitationError("the duration must be positive")
     return delta
-
-
-async def unused_code(session: AsyncSession, length: int = CODE_LENGTH) -> str:
-    """Return a fresh code unused by any invitation or school."""
-    while True:
-        code = random_code(length)
-        clash = await session.execute(
-            select(Invitation.id).where(Invitation.code == code).union_all(
-                select(School.id).where(School.parent_code == code))
-        )
-        if clash.first() is None:
-            return code
 
 
 async def create_invitation(
@@ -97,8 +71,6 @@ async def create_invitation(
     elif duty:
         raise InvitationError("--duty applies to officer invitations only")
     if person_phone:
-        from storage.directory import normalise_phone
-
         phone = normalise_phone(person_phone)
         person = (await session.execute(select(Person).where(Person.phone == phone)))\
             .scalar_one_or_none()
@@ -124,16 +96,3 @@ async def consume(session: AsyncSession, invitation: Invitation, now: datetime) 
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1
-
-
-async def telegram_username(session: AsyncSession, configured: str | None) -> str | None:
-    """Return the bot's username: configured, or learnt by the last `safeschool run`."""
-    if configured:
-        return configured.lstrip("@")
-    row = await session.get(KeyValue, TELEGRAM_USERNAME_KEY)
-    return row.value if row else None
-
-
-def deep_link(username: str | None, code: str) -> str | None:
-    """Return the t.me link that opens the bot with the code, if the username is known."""
-    return f"https://t.me/{username}?start={code}" if username else None

@@ -8,36 +8,21 @@ from typing import Any
 from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.i18n import Translator
-from bot.messages import Outbound, split_text
+from bot.core.channel import profile_of
+from bot.core.i18n import Translator
+from bot.core.messages import Outbound, split_text
 from storage.db import upsert_insert
 from storage.models import Account, Outbox, OutboxStatus, Person, Priority
 
-TEXT_LIMITS = {"telegram": 4096, "zalo": 2000}
-CAPTION_LIMIT = 1024  # Telegram's caption limit; Zalo's is larger
-BUTTONLESS = {"zalo"}  # these channels get choices as a numbered text menu
 
-
-def render_menu(message: Outbound) -> str:
-    """Render choices as a numbered list with a hint, for messengers without buttons."""
-    t = Translator(message.language or "vi")
-    lines = [f"{n}. {c.label}" for n, c in enumerate(message.choices, start=1)]
-    numbers = [str(n) for n in range(1, len(message.choices) + 1)]
-    spoken = numbers[0] if len(numbers) == 1 else \
-        f"{', '.join(numbers[:-1])} {t('choices.or')} {numbers[-1]}"
-    return "\n".join(lines) + "\n" + t("choices.hint", numbers=spoken)
-
-
-def adapt(message: Outbound, channel: str) -> Outbound:
-    """Fit a message to a channel: menus as text where there are no buttons, and files the
-    channel cannot fetch replaced by a note."""
+def fit(message: Outbound, channel: str) -> Outbound:
+    """Fit a message to a channel: files the channel cannot fetch replaced by a note, then
+    whatever the channel's profile does (e.g. choices as a numbered menu)."""
     text, media = message.text, message.media
     if media is not None and media.channel != channel and not media.ref.startswith("http"):
         t = Translator(message.language or "vi")
         text, media = f"{text}\n{t('relay.media_unavailable', kind=t(f'media.{media.kind}'))}", None
-    if channel in BUTTONLESS and message.choices:
-        text = f"{text}\n\n{render_menu(message)}"
-    return Outbound(text, message.choices, media, message.language)
+    return profile_of(channel).fit(Outbound(text, message.choices, media, message.language))
 
 
 def outbox_rows(account: Any, message: Outbound, *, key: str, now: datetime,
@@ -47,8 +32,9 @@ def outbox_rows(account: Any, message: Outbound, *, key: str, now: datetime,
     (``key#2`` …, so each part is retried and recorded on its own; choices ride on the last).
 
     account is an Account or any row with id, channel and external_id."""
-    message = adapt(message, account.channel)
-    limit = CAPTION_LIMIT if message.media else TEXT_LIMITS.get(account.channel, 2000)
+    message = fit(message, account.channel)
+    profile = profile_of(account.channel)
+    limit = profile.caption_limit if message.media else profile.text_limit
     parts = split_text(message.text, limit)
     rows = []
     for n, part in enumerate(parts, start=1):

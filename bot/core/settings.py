@@ -7,10 +7,11 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_DB_PATH = Path("safeschool.db")
+from storage.db import DEFAULT_DATABASE_URL
+
 LANGUAGES = ("vi", "en")
 
 
@@ -21,7 +22,7 @@ class Settings(BaseSettings):
         env_prefix="SAFESCHOOL_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
-    database_url: str = Field(default=f"sqlite+aiosqlite:///{DEFAULT_DB_PATH}")
+    database_url: str = DEFAULT_DATABASE_URL
     telegram_token: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org/bot"
     telegram_file_url: str | None = None

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from babel.messages.pofile import read_po
 
-from bot.settings import LANGUAGES
+from bot.core.settings import LANGUAGES
 
-LOCALES = Path(__file__).with_name("locales")
+LOCALES = Path(__file__).parents[1] / "locales"
 
 
 class CatalogueError(Exception):

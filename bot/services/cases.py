@@ -11,12 +11,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.i18n import Translator
-from bot.messages import Choice, Outbound
-from bot.outbox import enqueue, preferred_account
+from bot.core.i18n import Translator
+from bot.core.messages import Choice, Outbound
+from bot.core.outbox import enqueue, preferred_account
+from bot.services import escalation
+from bot.services.codes import random_code
 from storage.areas import ancestors, subtree
 from storage.conversations import conversation_for
-from storage.invitations import random_code
 from storage.models import (
     Account,
     Area,
@@ -116,8 +117,6 @@ async def route(session: AsyncSession, incident: Incident, levels: tuple[str, ..
 async def start_escalation(session: AsyncSession, incident: Incident, now: datetime,
                            *, immediately: bool = False) -> None:
     """(Re)start the unacknowledged clock: step 1 next, at its time (or now)."""
-    from bot import escalation
-
     policy, _ = await escalation.effective(session, incident.area_id)
     severity = policy.for_case(incident.urgent)
     incident.escalation_step = 1
@@ -130,8 +129,6 @@ async def start_escalation(session: AsyncSession, incident: Incident, now: datet
 
 async def progress_made(session: AsyncSession, incident: Incident, now: datetime) -> None:
     """Someone worked the case: stop escalating and restart the no-progress clock."""
-    from bot import escalation
-
     incident.next_escalation_at = None
     if incident.status == IncidentStatus.CLOSED:
         incident.progress_due_at = None

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from bot.outbox import CAPTION_LIMIT, TEXT_LIMITS
+from bot.core.channel import smallest_text_limit
+from bot.services.timing import ScheduleError, validate_schedule
 
-CONTENT_DIR = Path(__file__).with_name("content")
+CONTENT_DIR = Path(__file__).parents[1] / "data"
 TOPICS = ("abuse", "violence", "cyber", "trafficking", "general")
 AUDIENCES = ("parents", "staff", "students")
 SCREEN = 700  # one phone screen; leaves room for the how-to-stop line under every channel limit
@@ -59,7 +60,7 @@ def check_items(raw: list[dict]) -> tuple[dict[str, Item], list[str]]:
     """Validate library items; return them with every problem found."""
     items: dict[str, Item] = {}
     problems: list[str] = []
-    limit = min(SCREEN, CAPTION_LIMIT, *TEXT_LIMITS.values())
+    limit = min(SCREEN, smallest_text_limit())
     for n, entry in enumerate(raw, start=1):
         where = f"library item {n} ({entry.get('id', '?')})"
         missing = [k for k in ("id", "topic", "audiences", "vi", "en") if not entry.get(k)]
@@ -97,8 +98,6 @@ def library() -> dict[str, Item]:
 @cache
 def calendar() -> dict[str, CalendarEntry]:
     """Return the built-in campaign calendar."""
-    from bot.campaigns import ScheduleError, validate_schedule
-
     entries: dict[str, CalendarEntry] = {}
     problems = []
     for raw in _load("calendar.toml").get("campaigns", []):

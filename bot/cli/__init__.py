@@ -1,0 +1,39 @@
+"""`safeschool` command line: run the bot, migrate, manage the directory, invitations,
+escalation and campaigns. One module per command group; this one only wires them."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+# The adapters register what each messenger can take (text limits, menus): commands that
+# queue messages fit them to the recipient's messenger like the running bot does.
+import bot.channels.telegram
+import bot.channels.zalo  # noqa: F401
+from bot.cli import campaign, directory, escalation, invite, run
+from bot.cli.common import EXIT_USAGE, CliError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Describe every command and flag."""
+    parser = argparse.ArgumentParser(prog="safeschool", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for group in (run, directory, invite, escalation, campaign):
+        group.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `safeschool` console script."""
+    args = build_parser().parse_args(argv)
+    if args.command != "run":
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(args.func(args))
+    except CliError as exc:
+        print(f"safeschool: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,268 @@
+"""`safeschool campaign`: awareness campaigns, created, watched, paused."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.cli.common import (
+    CliError,
+    area_by_code,
+    clock_now,
+    settings_or_fail,
+    with_session,
+)
+from bot.core.messages import Outbound
+from bot.core.settings import Settings
+from bot.services import campaigns as svc
+from bot.services.campaigns import run_stats
+from bot.services.cases import notify
+from bot.services.content import ContentError, calendar, library
+from bot.services.directory import normalise_phone
+from bot.services.timing import ScheduleError, validate_schedule
+from storage.models import Campaign, CampaignRun, CampaignStatus, Person, Priority
+
+
+def _csv_list(text: str | None) -> list[str] | None:
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+
+def _local_time(text: str, settings: Settings) -> Any:
+    for fmt in ("%Y-%m-%d %H:%M", "%d/%m/%Y %H:%M", "%Y-%m-%d", "%d/%m/%Y"):
+        try:
+            return datetime.strptime(text.strip(), fmt).replace(tzinfo=settings.tz)
+        except ValueError:
+            continue
+    raise CliError(f"cannot read the time {text!r}; write e.g. '2026-12-01 09:00'")
+
+
+async def cmd_campaign_create(args: argparse.Namespace) -> int:
+    """Create a campaign (a draft unless --start), print its reach, optionally preview it."""
+    settings = settings_or_fail()
+    try:
+        entry = calendar().get(args.calendar) if args.calendar else None
+        items = library()
+    except ContentError as exc:
+        raise CliError(f"the content files are broken: {exc}") from exc
+    if args.calendar and entry is None:
+        raise CliError(f"no calendar entry {args.calendar!r}; see `safeschool campaign calendar`")
+    content = _csv_list(args.content) or (list(entry.content) if entry else None)
+    if content and any(c not in items for c in content):
+        raise CliError(f"unknown content {[c for c in content if c not in items]}; "
+                       "see bot/content/library.toml")
+    if not content and not (args.text_vi or args.text_en):
+        raise CliError("give --content ID[,ID…], --text-vi/--text-en, or --calendar ID")
+    roles = _csv_list(args.roles) or (list(entry.roles) if entry else ["parent"])
+    if any(r not in ("parent", "liaison", "officer", "admin") for r in roles):
+        raise CliError("--roles takes parent, liaison, officer, admin")
+    schedules = [x for x in (args.cron and f"cron: {args.cron}",
+                             args.rrule and f"rrule: {args.rrule}") if x]
+    if len(schedules) > 1:
+        raise CliError("give --cron or --rrule, not both")
+    schedule = schedules[0] if schedules else (entry.schedule if entry else "once")
+    try:
+        validate_schedule(schedule)
+    except ScheduleError as exc:
+        raise CliError(str(exc)) from exc
+    now = clock_now()
+    starts = _local_time(args.at, settings) if args.at else now
+    ends = _local_time(args.until, settings) if args.until else None
+
+    async def work(session: AsyncSession) -> int:
+        areas = [(await area_by_code(session, code)) for code in args.area]
+        campaign = Campaign(
+            name=args.name or (entry.name if entry else "Chiến dịch"),
+            status=CampaignStatus.DRAFT, area_ids=[a.id for a in areas], roles=roles,
+            school_levels=_csv_list(args.levels), languages=_csv_list(args.languages),
+            content_ids=content, text_vi=args.text_vi, text_en=args.text_en,
+            image_url=args.image, schedule=schedule, starts_at=starts, ends_at=ends,
+            runs_done=0, created_at=now)
+        session.add(campaign)
+        await session.flush()
+        reach = await svc.reach(session, campaign, settings.default_language)
+        if args.preview_to:
+
+            person = (await session.execute(select(Person).where(
+                Person.phone == normalise_phone(args.preview_to)))).scalar_one_or_none()
+            if person is None:
+                raise CliError(f"no person with phone {args.preview_to!r} to send a preview to")
+            await _send_preview(session, campaign, person.id, reach, settings)
+        if args.start:
+            svc.activate(campaign, now, settings.tz)
+        info = {"id": campaign.id, "status": campaign.status, "schedule": schedule,
+                "next_run_at": campaign.next_run_at.isoformat() if campaign.next_run_at
+                else None, "targeted": reach.targeted, "reachable": reach.reachable,
+                "opted_out": reach.opted_out}
+        if args.json:
+            print(json.dumps(info, ensure_ascii=False))
+        else:
+            print(f"Campaign #{campaign.id} ({campaign.status}): {campaign.name}")
+            print(f"Reach: {reach.reachable} of {reach.targeted} targeted "
+                  f"({reach.opted_out} opted out); schedule: {schedule}")
+            if not args.start:
+                print(f"Start it with: safeschool campaign resume {campaign.id}")
+        return 0
+
+    return await with_session(settings, work)
+
+
+async def _send_preview(session: AsyncSession, campaign: Any, person_id: int, reach: Any,
+                        settings: Settings) -> None:
+
+    item = svc.content_for_run(campaign, campaign.runs_done)
+    now = clock_now()
+
+    def compose(t: Any) -> Outbound:
+        sample = svc.message_for(campaign, item, t.language)
+        text = "\n\n".join([t("campaign.preview", name=campaign.name), sample.text, t(
+            "campaign.reach", reachable=reach.reachable, targeted=reach.targeted,
+            opted_out=reach.opted_out, schedule=campaign.schedule,
+            quiet=settings.quiet_hours)])
+        return Outbound(text)
+
+    await notify(session, person_id, compose, key=f"preview:{campaign.id}:{now.isoformat()}",
+                 now=now, default_language=settings.default_language, priority=Priority.REPLY)
+
+
+async def _campaign(session: AsyncSession, campaign_id: int) -> Any:
+    campaign = await session.get(Campaign, campaign_id)
+    if campaign is None:
+        raise CliError(f"no campaign #{campaign_id}")
+    return campaign
+
+
+async def cmd_campaign_list(args: argparse.Namespace) -> int:
+    """List campaigns, newest first."""
+    async def work(session: AsyncSession) -> int:
+        rows = (await session.execute(select(Campaign).order_by(Campaign.id.desc()))).scalars()
+        out = [{"id": c.id, "name": c.name, "status": c.status, "schedule": c.schedule,
+                "runs": c.runs_done,
+                "next_run_at": c.next_run_at.isoformat() if c.next_run_at else None}
+               for c in rows]
+        if args.json:
+            print(json.dumps(out, ensure_ascii=False))
+        elif not out:
+            print("No campaigns yet.")
+        for c in out if not args.json else []:
+            print(f"#{c['id']}\t{c['status']}\t{c['runs']} run(s)\tnext {c['next_run_at']}"
+                  f"\t{c['schedule']}\t{c['name']}")
+        return 0
+
+    return await with_session(settings_or_fail(), work)
+
+
+async def cmd_campaign_show(args: argparse.Namespace) -> int:
+    """Show a campaign and, per run and area, who was reached."""
+
+
+    settings = settings_or_fail()
+
+    async def work(session: AsyncSession) -> int:
+        campaign = await _campaign(session, args.id)
+        runs = (await session.execute(select(CampaignRun).where(
+            CampaignRun.campaign_id == campaign.id).order_by(CampaignRun.id))).scalars().all()
+        report = {"id": campaign.id, "name": campaign.name, "status": campaign.status,
+                  "schedule": campaign.schedule, "roles": campaign.roles, "runs": []}
+        for run in runs:
+            stats = await run_stats(session, run.id)
+            report["runs"].append({
+                "run": run.id, "scheduled_for": run.scheduled_for.astimezone(settings.tz)
+                .isoformat(), "content": run.content_id, "status": run.status,
+                "areas": {code: asdict(s) for code, s in stats.items()}})
+        if args.json:
+            print(json.dumps(report, ensure_ascii=False))
+            return 0
+        print(f"#{campaign.id} {campaign.name} — {campaign.status}; {campaign.schedule}; "
+              f"roles {','.join(campaign.roles)}")
+        for run in report["runs"]:
+            print(f"  run {run['run']} at {run['scheduled_for']} ({run['content'] or 'custom'},"
+                  f" {run['status']})")
+            print("    area        targeted  sent  failed  unreachable  opted_out  waiting")
+            for code, s in run["areas"].items():
+                print(f"    {code:<10} {s['targeted']:>9} {s['sent']:>5} {s['failed']:>7}"
+                      f" {s['unreachable']:>12} {s['opted_out']:>10} {s['waiting']:>8}")
+        return 0
+
+    return await with_session(settings, work)
+
+
+async def cmd_campaign_state(args: argparse.Namespace) -> int:
+    """Pause, resume (or start a draft) or cancel a campaign."""
+    settings = settings_or_fail()
+
+    async def work(session: AsyncSession) -> int:
+        campaign = await _campaign(session, args.id)
+        if campaign.status in (CampaignStatus.CANCELLED, CampaignStatus.FINISHED) \
+                and args.action != "cancel":
+            raise CliError(f"campaign #{campaign.id} is {campaign.status}")
+        if args.action == "pause":
+            campaign.status = CampaignStatus.PAUSED
+            held = await svc.hold(session, campaign.id, release=False)
+            print(f"Campaign #{campaign.id} paused; {held} unsent message(s) held.")
+        elif args.action == "resume":
+            released = await svc.hold(session, campaign.id, release=True)
+            svc.activate(campaign, clock_now(), settings.tz)
+            print(f"Campaign #{campaign.id} {campaign.status}; {released} message(s) released.")
+        else:
+            campaign.status = CampaignStatus.CANCELLED
+            campaign.next_run_at = None
+            dropped = await svc.drop_unsent(session, campaign.id, clock_now())
+            print(f"Campaign #{campaign.id} cancelled; {dropped} unsent message(s) dropped.")
+        return 0
+
+    return await with_session(settings, work)
+
+
+def cmd_campaign_calendar(_args: argparse.Namespace) -> Any:
+    """List the built-in calendar."""
+    async def show() -> int:
+        for entry in calendar().values():
+            print(f"{entry.id}\t{entry.schedule}\t{','.join(entry.roles)}\t{entry.name}")
+        return 0
+
+    return show()
+
+
+def register(sub: Any) -> None:
+    """Add campaign."""
+    camp = sub.add_parser("campaign", help="awareness campaigns")
+    csub = camp.add_subparsers(dest="campaign", required=True)
+    create = csub.add_parser("create", help="create a campaign (a draft unless --start)")
+    create.add_argument("--name")
+    create.add_argument("--area", action="append", required=True, metavar="CODE",
+                        help="area (sub-areas included); repeat for several")
+    create.add_argument("--calendar", metavar="ID", help="start from a built-in calendar entry")
+    create.add_argument("--content", metavar="ID[,ID…]", help="library items, used in turn")
+    create.add_argument("--text-vi", help="custom text in Vietnamese")
+    create.add_argument("--text-en", help="custom text in English (falls back to Vietnamese)")
+    create.add_argument("--image", metavar="URL", help="a public https image")
+    create.add_argument("--roles", metavar="R[,R…]", help="parent,liaison,officer,admin")
+    create.add_argument("--levels", metavar="L[,L…]", help="school levels, e.g. THCS,THPT")
+    create.add_argument("--languages", metavar="vi,en")
+    create.add_argument("--at", metavar="TIME", help="first run, local time (default now)")
+    create.add_argument("--until", metavar="TIME", help="no runs after this")
+    create.add_argument("--cron", metavar="EXPR", help="recurring: 'MIN HOUR DAY MONTH WDAY'")
+    create.add_argument("--rrule", metavar="RULE", help="recurring: e.g. FREQ=WEEKLY;BYDAY=MO")
+    create.add_argument("--preview-to", metavar="PHONE", help="send a preview to this person")
+    create.add_argument("--start", action="store_true", help="activate at once")
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(func=cmd_campaign_create)
+    lst = csub.add_parser("list", help="list campaigns")
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(func=cmd_campaign_list)
+    shw = csub.add_parser("show", help="a campaign and its outreach per run and area")
+    shw.add_argument("id", type=int)
+    shw.add_argument("--json", action="store_true")
+    shw.set_defaults(func=cmd_campaign_show)
+    for action in ("pause", "resume", "cancel"):
+        p = csub.add_parser(action, help=f"{action} a campaign")
+        p.add_argument("id", type=int)
+        p.set_defaults(func=cmd_campaign_state, action=action)
+    csub.add_parser("calendar", help="list the built-in calendar")\
+        .set_defaults(func=cmd_campaign_calendar)

@@ -1,0 +1,155 @@
+"""`safeschool invite`: invitation codes, one at a time or for everyone not yet linked."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from openpyxl import Workbook
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.channels.telegram import deep_link, telegram_username
+from bot.cli.common import (
+    NO_LINK,
+    CliError,
+    clock_now,
+    settings_or_fail,
+    with_session,
+)
+from bot.services.codes import unused_code
+from bot.services.invitations import (
+    InvitationError,
+    create_invitation,
+    parse_duration,
+)
+from storage.models import Account, Invitation, Person
+
+
+async def cmd_invite_create(args: argparse.Namespace) -> int:
+    """Create an invitation code and print it with its deep link."""
+    settings = settings_or_fail()
+
+    async def work(session: AsyncSession) -> int:
+        expires_in = (parse_expiry(args.expires) if args.expires
+                      else timedelta(days=settings.invite_default_expiry_days))
+        try:
+            invitation = await create_invitation(
+                session, role=args.role, now=clock_now(), expires_in=expires_in,
+                area_code=args.area, school_code=args.school, person_phone=args.person,
+                duty=args.duty, uses=args.uses)
+        except (InvitationError, ValueError) as exc:
+            raise CliError(str(exc)) from exc
+        username = await telegram_username(session, settings.telegram_bot_username)
+        link = deep_link(username, invitation.code)
+        scope = invitation.school or invitation.area
+        info = {
+            "code": invitation.code,
+            "link": link,
+            "role": invitation.role,
+            "duty": invitation.duty,
+            "scope": scope.code if scope else None,
+            "scope_name": scope.name if scope else None,
+            "person": invitation.person.phone if invitation.person else None,
+            "uses": invitation.max_uses,
+            "expires_at": invitation.expires_at.astimezone(settings.tz).isoformat(),
+        }
+        if args.json:
+            print(json.dumps(info, ensure_ascii=False))
+        else:
+            print(f"Code: {invitation.code}")
+            print(f"Link: {link or NO_LINK}")
+            duty = f" ({invitation.duty})" if invitation.duty else ""
+            print(f"Role: {invitation.role}{duty} — {info['scope_name']} [{info['scope']}]")
+            print(f"Uses: {invitation.max_uses}; expires {info['expires_at']}")
+        return 0
+
+    return await with_session(settings, work)
+
+
+async def cmd_invite_export(args: argparse.Namespace) -> int:
+    """Create personal codes for every directory person without an account; write a workbook."""
+
+
+    settings = settings_or_fail()
+    out = Path(args.out)
+    if out.suffix.lower() != ".xlsx":
+        raise CliError("--out must name an .xlsx file")
+
+    async def work(session: AsyncSession) -> int:
+        now = clock_now()
+        expires_in = (parse_expiry(args.expires) if args.expires
+                      else timedelta(days=settings.invite_default_expiry_days))
+        username = await telegram_username(session, settings.telegram_bot_username)
+        linked = select(Account.person_id).where(Account.person_id.is_not(None))
+        people = (await session.execute(
+            select(Person).where(Person.phone.is_not(None), Person.id.not_in(linked))
+            .order_by(Person.name))).scalars().all()
+        book = Workbook()
+        sheet = book.active
+        sheet.title = "invitations"
+        sheet.append(["name", "phone", "role", "duty", "scope_code", "scope_name", "code",
+                      "link", "expires_at"])
+        count = 0
+        for person in people:
+            staff = [r for r in person.roles if r.role in ("officer", "liaison", "admin")]
+            if not staff:
+                continue
+            role = staff[0]
+            invitation = (await session.execute(
+                select(Invitation).where(
+                    Invitation.person_id == person.id, Invitation.revoked_at.is_(None),
+                    Invitation.expires_at > now, Invitation.used_count < Invitation.max_uses)
+                .order_by(Invitation.expires_at.desc()).limit(1))).scalar_one_or_none()
+            if invitation is None:
+                invitation = Invitation(
+                    code=await unused_code(session), role=role.role, area_id=role.area_id,
+                    school_id=role.school_id, duty=role.duty, person_id=person.id, max_uses=1,
+                    used_count=0, expires_at=now + expires_in, created_at=now)
+                session.add(invitation)
+                await session.flush()
+            scope = role.school or role.area
+            sheet.append([person.name, person.phone, role.role, role.duty or "",
+                          scope.code if scope else "", scope.name if scope else "",
+                          invitation.code, deep_link(username, invitation.code) or "",
+                          invitation.expires_at.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")])
+            count += 1
+        out.parent.mkdir(parents=True, exist_ok=True)
+        book.save(out)
+        print(f"Wrote {count} personal invitation(s) to {out}")
+        return 0
+
+    return await with_session(settings, work)
+
+
+def parse_expiry(text: str) -> Any:
+    """Parse --expires for the CLI, as one sentence on error."""
+    try:
+        return parse_duration(text)
+    except InvitationError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def register(sub: Any) -> None:
+    """Add invite."""
+    invite = sub.add_parser("invite", help="invitation codes")
+    isub = invite.add_subparsers(dest="invite", required=True)
+    create = isub.add_parser("create", help="create one invitation code")
+    create.add_argument("--role", required=True, choices=["officer", "liaison", "admin"])
+    scope = create.add_mutually_exclusive_group(required=True)
+    scope.add_argument("--area", metavar="CODE")
+    scope.add_argument("--school", metavar="CODE")
+    create.add_argument("--person", metavar="PHONE", help="bind the code to a directory person")
+    create.add_argument("--duty", choices=["primary", "backup", "chief"],
+                        help="officer's duty in the area (default primary)")
+    create.add_argument("--uses", type=int, default=1)
+    create.add_argument("--expires", metavar="DURATION", help="e.g. 12h, 7d, 2w (default 7d)")
+    create.add_argument("--json", action="store_true", help="print one JSON object")
+    create.set_defaults(func=cmd_invite_create)
+    export = isub.add_parser("export", help="personal codes for everyone not yet linked")
+    export.add_argument("--out", required=True, metavar="FILE.xlsx")
+    export.add_argument("--expires", metavar="DURATION")
+    export.set_defaults(func=cmd_invite_export)

@@ -1,0 +1,63 @@
+"""`safeschool run` and `safeschool db`: the bot itself, and its database."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from bot.app import App, ConfigError, check_settings
+from bot.cli.common import (
+    CliError,
+    database,
+    settings_or_fail,
+)
+from bot.core.channel import FatalChannelError
+from bot.core.logs import setup_logging
+from bot.core.settings import safe_url
+from storage import db
+
+
+async def cmd_run(args: argparse.Namespace) -> int:
+    """Run the bot until interrupted."""
+    settings = settings_or_fail()
+    secrets = [s.get_secret_value() for s in (
+        settings.telegram_token, settings.telegram_webhook_secret, settings.zalo_token,
+        settings.zalo_webhook_secret) if s]
+    setup_logging(args.log_level, secrets)
+    try:
+        check_settings(settings)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from exc
+    app = App(settings)
+    try:
+        await app.run_forever()
+    except db.DatabaseUnavailable as exc:
+        await app.engine.dispose()
+        raise CliError(f"cannot open the database {safe_url(settings.database_url)}: "
+                       f"{exc}") from exc
+    except FatalChannelError as exc:
+        await app.stop()
+        raise CliError(str(exc)) from exc
+    except OSError as exc:
+        await app.stop()
+        raise CliError(f"cannot start: {exc}") from exc
+    return 0
+
+
+async def cmd_db_upgrade(_args: argparse.Namespace) -> int:
+    """Apply pending migrations."""
+    async with database(settings_or_fail()) as engine:
+        applied = await db.upgrade(engine)
+    print(f"Applied {len(applied)} migration(s)." if applied else "Database is up to date.")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add run and db."""
+    run = sub.add_parser("run", help="run the bot (applies pending migrations first)")
+    run.add_argument("--log-level", default="INFO")
+    run.set_defaults(func=cmd_run)
+
+    dbp = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db",
+                                                                              required=True)
+    dbp.add_parser("upgrade", help="apply pending migrations").set_defaults(func=cmd_db_upgrade)

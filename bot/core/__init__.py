@@ -1,0 +1,1 @@
+"""The small core: messages, context and router, inbox, outbox, worker, clock, settings, logs."""

@@ -1,0 +1,1 @@
+"""Domain services: cases, escalation, campaigns, content, the directory and invitations."""

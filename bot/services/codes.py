@@ -1,0 +1,37 @@
+"""Codes people type: invitation and parent codes, case references. Random, unambiguous."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Invitation, School
+
+# No 0/O, 1/I/L: codes are read aloud and typed on phones.
+ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+CODE_LENGTH = 10  # 31**10 ≈ 8e14 possibilities: brute force is hopeless behind the rate limit
+PARENT_CODE_LENGTH = 8
+
+def random_code(length: int = CODE_LENGTH) -> str:
+    """Return a random code from the unambiguous alphabet."""
+    return "".join(secrets.choice(ALPHABET) for _ in range(length))
+
+
+def normalise_code(text: str) -> str:
+    """Uppercase a typed code and drop spaces and dashes people add while copying it."""
+    return re.sub(r"[\s\-_.]", "", text).upper()
+
+
+async def unused_code(session: AsyncSession, length: int = CODE_LENGTH) -> str:
+    """Return a fresh code unused by any invitation or school."""
+    while True:
+        code = random_code(length)
+        clash = await session.execute(
+            select(Invitation.id).where(Invitation.code == code).union_all(
+                select(School.id).where(School.parent_code == code))
+        )
+        if clash.first() is None:
+            return code
