@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 
 from bot.core.channel import (
     Channel,
@@ -297,8 +299,15 @@ class DeliveryWorker:
                                 and_(earlier.priority == Outbox.priority,
                                      earlier.id < Outbox.id)))
                      .exists())
+            next_at: Any = Outbox.next_attempt_at
+            if session.get_bind().dialect.name == "sqlite":
+                # A unary + keeps SQLite off ix_outbox_next for this term: on that index it
+                # would sort every pending row (240 ms with 90,000 queued) instead of walking
+                # ix_outbox_claim in priority order and stopping at the limit (0.3 ms).
+                next_at = UnaryExpression(next_at, operator=operators.custom_op("+"),
+                                          type_=Outbox.next_attempt_at.type)
             due = (select(Outbox)
-                   .where(Outbox.status == OutboxStatus.PENDING, Outbox.next_attempt_at <= now,
+                   .where(Outbox.status == OutboxStatus.PENDING, next_at <= now,
                           Outbox.channel.in_(channels), ~ahead)
                    .order_by(Outbox.priority, Outbox.id).limit(want)
                    .with_for_update(skip_locked=True))
