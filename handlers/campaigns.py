@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import select
 
-from bot.core.context import Context, Router, parse_number
-from bot.core.messages import Choice
+from bot.core.choices import ChoiceData, choice_data
+from bot.core.context import Context, Router
 from bot.services import campaigns as svc
 from bot.services.content import library
 from storage.areas import subtree
@@ -17,6 +18,24 @@ FLOW = "campaign"
 AUDIENCES = {"parents": ["parent"], "staff": ["liaison"], "schools": ["parent", "liaison"],
              "everyone": ["parent", "liaison", "officer"]}
 
+
+
+@choice_data(FLOW)
+@dataclass(frozen=True)
+class CampaignStep(ChoiceData):
+    """An answer in the creation flow: content, audience, when; then start or discard."""
+
+    action: str
+    value: str | None = None
+
+
+@choice_data("camp")
+@dataclass(frozen=True)
+class CampaignAction(ChoiceData):
+    """Show, pause, resume or cancel one of the admin's campaigns."""
+
+    action: str
+    campaign_id: int
 
 def _admin_areas(ctx: Context) -> list[int]:
     return sorted({r.area_id for r in ctx.roles if r.role == Role.ADMIN and r.area_id})
@@ -29,29 +48,30 @@ async def start(ctx: Context) -> None:
         return
     ctx.goto(FLOW, "content")
     ctx.reply("campaign.choose_content", choices=[
-        Choice(f"campaign:content:{item.id}", item.text(ctx.language).split(":")[0][:60])
+        CampaignStep("content", item.id).choice(item.title(ctx.language))
         for item in library().values()])
 
 
 async def flow(ctx: Context) -> None:
     """One step of the creation flow."""
-    parts = (ctx.choice or "").split(":")
+    chosen = ctx.chosen(CampaignStep)
+    action, value = (chosen.action, chosen.value) if chosen else (None, None)
     step = ctx.conversation.step
     t = ctx.t
-    if step == "content" and parts[:2] == ["campaign", "content"] and parts[2] in library():
-        ctx.update(content=parts[2])
+    if step == "content" and action == "content" and value in library():
+        ctx.update(content=value)
         ctx.conversation.step = "audience"
         ctx.reply("campaign.choose_audience", choices=[
-            Choice(f"campaign:audience:{a}", t(f"campaign.audience.{a}")) for a in AUDIENCES])
-    elif step == "audience" and parts[:2] == ["campaign", "audience"] and parts[2] in AUDIENCES:
-        ctx.update(audience=parts[2])
+            CampaignStep("audience", a).choice(t(f"campaign.audience.{a}")) for a in AUDIENCES])
+    elif step == "audience" and action == "audience" and value in AUDIENCES:
+        ctx.update(audience=value)
         ctx.conversation.step = "when"
         ctx.reply("campaign.choose_when", choices=[
-            Choice(f"campaign:when:{w}", t(f"campaign.when.{w}"))
+            CampaignStep("when", w).choice(t(f"campaign.when.{w}"))
             for w in ("now", "tomorrow", "weekly")])
-    elif step == "when" and parts[:2] == ["campaign", "when"]:
-        await _preview(ctx, parts[2])
-    elif step == "confirm" and parts == ["campaign", "start"]:
+    elif step == "when" and action == "when" and value:
+        await _preview(ctx, value)
+    elif step == "confirm" and action == "start":
         campaign = await ctx.session.get(Campaign, ctx.conversation.data["campaign_id"])
         if campaign is None or campaign.status != CampaignStatus.DRAFT:
             ctx.clear()
@@ -60,7 +80,7 @@ async def flow(ctx: Context) -> None:
         svc.activate(campaign, ctx.clock.now(), ctx.settings.tz)
         ctx.clear()
         ctx.reply("campaign.started", id=campaign.id)
-    elif step == "confirm" and parts == ["campaign", "discard"]:
+    elif step == "confirm" and action == "discard":
         campaign = await ctx.session.get(Campaign, ctx.conversation.data["campaign_id"])
         if campaign is not None and campaign.status == CampaignStatus.DRAFT:
             await ctx.session.delete(campaign)
@@ -101,8 +121,8 @@ async def _preview(ctx: Context, when: str) -> None:
     ctx.reply("campaign.reach", reachable=reach.reachable, targeted=reach.targeted,
               opted_out=reach.opted_out, schedule=ctx.t(f"campaign.when.{when}"),
               quiet=ctx.settings.quiet_hours, choices=[
-                  Choice("campaign:start", ctx.t("campaign.confirm")),
-                  Choice("campaign:discard", ctx.t("campaign.discard"))])
+                  CampaignStep("start").choice(ctx.t("campaign.confirm")),
+                  CampaignStep("discard").choice(ctx.t("campaign.discard"))])
 
 
 async def list_campaigns(ctx: Context) -> None:
@@ -122,7 +142,7 @@ async def list_campaigns(ctx: Context) -> None:
         t("campaigns.line", id=c.id, name=c.name, status=t(f"campaign.status.{c.status}"),
           runs=c.runs_done) for c in rows[:15]]
     ctx.reply_text("\n".join(lines), choices=[
-        Choice(f"camp:show:{c.id}", f"#{c.id}") for c in rows[:8]])
+        CampaignAction("show", c.id).choice(f"#{c.id}") for c in rows[:8]])
 
 
 async def _scope(ctx: Context, areas: set[int]) -> set[int]:
@@ -131,26 +151,26 @@ async def _scope(ctx: Context, areas: set[int]) -> set[int]:
 
 async def manage(ctx: Context) -> None:
     """camp:<show|pause|resume|cancel>:<id> from the list, for the admin's own campaigns."""
-    parts = (ctx.choice or "").split(":")
+    chosen = ctx.chosen(CampaignAction)
     areas = set(_admin_areas(ctx))
-    campaign_id = parse_number(parts[2]) if len(parts) == 3 else None
-    campaign = await ctx.session.get(Campaign, campaign_id) if campaign_id else None
+    campaign = await ctx.session.get(Campaign, chosen.campaign_id) if chosen else None
     if not areas or campaign is None or not set(campaign.area_ids) <= await _scope(ctx, areas):
         ctx.reply("campaign.not_admin")
         return
     now = ctx.clock.now()
-    if parts[1] == "pause" and campaign.status == CampaignStatus.ACTIVE:
+    action = chosen.action if chosen else None
+    if action == "pause" and campaign.status == CampaignStatus.ACTIVE:
         campaign.status = CampaignStatus.PAUSED
         await svc.hold(ctx.session, campaign.id, release=False)
-    elif parts[1] == "resume" and campaign.status in (CampaignStatus.PAUSED,
+    elif action == "resume" and campaign.status in (CampaignStatus.PAUSED,
                                                        CampaignStatus.DRAFT):
         await svc.hold(ctx.session, campaign.id, release=True)
         svc.activate(campaign, now, ctx.settings.tz)
-    elif parts[1] == "cancel" and campaign.status not in (CampaignStatus.CANCELLED,):
+    elif action == "cancel" and campaign.status not in (CampaignStatus.CANCELLED,):
         campaign.status = CampaignStatus.CANCELLED
         campaign.next_run_at = None
         await svc.drop_unsent(ctx.session, campaign.id, now)
-    if parts[1] != "show":
+    if action != "show":
         ctx.reply("campaign.done", id=campaign.id,
                   status=ctx.t(f"campaign.status.{campaign.status}"))
         return
@@ -169,7 +189,7 @@ async def manage(ctx: Context) -> None:
         lines.append(t("campaign.stats.run", when=run.scheduled_for.astimezone(
             ctx.settings.tz).strftime("%H:%M %d/%m/%Y"), **vars(total)))
     ctx.reply_text("\n".join(lines), choices=[
-        Choice(f"camp:{a}:{campaign.id}", t(f"campaign.action.{a}"))
+        CampaignAction(a, campaign.id).choice(t(f"campaign.action.{a}"))
         for a in ("pause", "resume", "cancel")])
 
 
@@ -178,4 +198,4 @@ def register(router: Router) -> None:
     router.command("campaign")(start)
     router.command("campaigns")(list_campaigns)
     router.flow(FLOW)(flow)
-    router.choice("camp")(manage)
+    router.choice(CampaignAction)(manage)

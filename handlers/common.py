@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import select
 
+from bot.core.choices import ChoiceData, choice_data
 from bot.core.context import Context, Router
-from bot.core.messages import Choice
 from bot.core.settings import LANGUAGES
 from handlers import cases, registration, report
 from handlers.consent import resume_if_stopped
-from handlers.menus import describe_role, main_menu
+from handlers.menus import MenuChoice, describe_role, main_menu
 from storage.models import Account
+
+
+@choice_data("lang")
+@dataclass(frozen=True)
+class LanguageChoice(ChoiceData):
+    """A language to read the bot in."""
+
+    code: str
 
 
 async def start(ctx: Context) -> None:
@@ -51,12 +61,14 @@ async def me(ctx: Context) -> None:
 async def language(ctx: Context) -> None:
     """Offer the languages."""
     ctx.reply("language.prompt",
-              choices=[Choice(f"lang:{code}", ctx.t(f"language.{code}")) for code in LANGUAGES])
+              choices=[LanguageChoice(code).choice(ctx.t(f"language.{code}"))
+                       for code in LANGUAGES])
 
 
 async def choose_language(ctx: Context) -> None:
     """Switch the person's (or the stranger's account's) language."""
-    code = (ctx.choice or "").partition(":")[2]
+    chosen = ctx.chosen(LanguageChoice)
+    code = chosen.code if chosen else None
     if code not in LANGUAGES:
         ctx.reply("error.stale_choice")
         return
@@ -76,7 +88,8 @@ async def menu(ctx: Context) -> None:
 
 async def menu_choice(ctx: Context) -> None:
     """Run the main-menu item that was chosen."""
-    item = (ctx.choice or "").partition(":")[2]
+    chosen = ctx.chosen(MenuChoice)
+    item = chosen.item if chosen else None
     action = {"help": help_, "me": me, "language": language, "report": report.start,
               "mycases": cases.my_cases, "cases": cases.list_cases}.get(item)
     if action is None:
@@ -125,6 +138,6 @@ def register(router: Router) -> None:
     router.command("menu")(menu)
     router.command("cancel")(cancel)
     router.command("__unknown__")(unknown_command)
-    router.choice("lang")(choose_language)
-    router.choice("menu")(menu_choice)
+    router.choice(LanguageChoice)(choose_language)
+    router.choice(MenuChoice)(menu_choice)
     router.default(plain_text)

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from bot.core.choices import ChoiceData, choice_data
 from bot.core.context import Context, Router
 from bot.core.messages import Choice
 from bot.services.content import TOPICS
 
 FREQUENCIES = ("weekly", "monthly")
+
+
+@choice_data("topics")
+@dataclass(frozen=True)
+class TopicsChoice(ChoiceData):
+    """Toggle a topic, or set how often: ("toggle", topic) or ("freq", frequency)."""
+
+    action: str
+    value: str
 
 
 async def stop(ctx: Context) -> None:
@@ -31,12 +43,11 @@ def _menu(ctx: Context) -> list[Choice]:
     t, person = ctx.t, ctx.person
     assert person is not None
     excluded = set(person.topics_excluded or [])
-    items = [Choice(f"topics:toggle:{topic}",
-                    f"{'⬜' if topic in excluded else '✅'} {t(f'topic.{topic}')}")
-             for topic in TOPICS]
+    items = [TopicsChoice("toggle", topic).choice(
+        f"{'⬜' if topic in excluded else '✅'} {t(f'topic.{topic}')}") for topic in TOPICS]
     current = person.campaign_frequency or "weekly"
-    items += [Choice(f"topics:freq:{f}", f"{'🔘' if f == current else '⚪'} {t(f'frequency.{f}')}")
-              for f in FREQUENCIES]
+    items += [TopicsChoice("freq", f).choice(
+        f"{'🔘' if f == current else '⚪'} {t(f'frequency.{f}')}") for f in FREQUENCIES]
     return items
 
 
@@ -50,17 +61,17 @@ async def topics(ctx: Context) -> None:
 
 async def topics_choice(ctx: Context) -> None:
     """Toggle a topic or set the frequency, then show the updated choices."""
-    parts = (ctx.choice or "").split(":")
+    chosen = ctx.chosen(TopicsChoice)
     person = ctx.person
-    if person is None or len(parts) != 3:
+    if person is None or chosen is None:
         ctx.reply("error.stale_choice")
         return
-    if parts[1] == "toggle" and parts[2] in TOPICS:
+    if chosen.action == "toggle" and chosen.value in TOPICS:
         excluded = set(person.topics_excluded or [])
-        excluded ^= {parts[2]}
+        excluded ^= {chosen.value}
         person.topics_excluded = sorted(excluded)
-    elif parts[1] == "freq" and parts[2] in FREQUENCIES:
-        person.campaign_frequency = None if parts[2] == "weekly" else parts[2]
+    elif chosen.action == "freq" and chosen.value in FREQUENCIES:
+        person.campaign_frequency = None if chosen.value == "weekly" else chosen.value
     else:
         ctx.reply("error.stale_choice")
         return
@@ -71,4 +82,4 @@ def register(router: Router) -> None:
     """Wire this module's handlers."""
     router.command("stop")(stop)
     router.command("topics")(topics)
-    router.choice("topics")(topics_choice)
+    router.choice(TopicsChoice)(topics_choice)

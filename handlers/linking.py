@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
+from bot.core.choices import ChoiceData, choice_data
 from bot.core.context import Context, Router
-from bot.core.messages import Choice
 from bot.services.codes import PARENT_CODE_LENGTH, unused_code
 from handlers.registration import person_channels, redeem
 from storage.models import LinkCode
 
 LINK_TTL = timedelta(minutes=15)
 
+
+
+@choice_data("alerts")
+@dataclass(frozen=True)
+class AlertsChoice(ChoiceData):
+    """The messenger that receives alerts and notices."""
+
+    channel: str
 
 async def link(ctx: Context) -> None:
     """/link: show a one-time code to send from the other messenger (or redeem one)."""
@@ -40,12 +49,13 @@ async def alerts(ctx: Context) -> None:
     current = ctx.person.alert_channel
     ctx.reply("alerts.prompt", current=ctx.t(f"channel.{current}") if current
               else ctx.t("alerts.latest"),
-              choices=[Choice(f"alerts:{c}", ctx.t(f"channel.{c}")) for c in channels])
+              choices=[AlertsChoice(c).choice(ctx.t(f"channel.{c}")) for c in channels])
 
 
 async def choose_alerts(ctx: Context) -> None:
     """Store the chosen messenger for alerts."""
-    channel = (ctx.choice or "").partition(":")[2]
+    chosen = ctx.chosen(AlertsChoice)
+    channel = chosen.channel if chosen else None
     if ctx.person is None or channel not in await person_channels(ctx):
         ctx.reply("error.stale_choice")
         return
@@ -57,4 +67,4 @@ def register(router: Router) -> None:
     """Wire this module's handlers."""
     router.command("link")(link)
     router.command("alerts")(alerts)
-    router.choice("alerts")(choose_alerts)
+    router.choice(AlertsChoice)(choose_alerts)

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from bot.core.choices import ChoiceData, choice_data
 from bot.core.context import Context
 from bot.core.messages import Choice
 from storage.models import Duty, Role, RoleAssignment
+
+
+@choice_data("menu")
+@dataclass(frozen=True)
+class MenuChoice(ChoiceData):
+    """An item of the main menu: report, mycases, cases, help, me, language."""
+
+    item: str
 
 
 def main_menu(ctx: Context) -> list[Choice]:
@@ -12,12 +23,11 @@ def main_menu(ctx: Context) -> list[Choice]:
     t = ctx.t
     items = []
     if ctx.has_role(Role.LIAISON, Role.PARENT):
-        items += [Choice("menu:report", t("menu.report")),
-                  Choice("menu:mycases", t("menu.mycases"))]
-    if ctx.has_role(Role.OFFICER):
-        items.append(Choice("menu:cases", t("menu.cases")))
-    items += [Choice("menu:help", t("menu.help")), Choice("menu:me", t("menu.me")),
-              Choice("menu:language", t("menu.language"))]
+        items += [MenuChoice("report").choice(t("menu.report")),
+                  MenuChoice("mycases").choice(t("menu.mycases"))]
+    if ctx.has_role(Role.OFFICER, Role.ADMIN):
+        items.append(MenuChoice("cases").choice(t("menu.cases")))
+    items += [MenuChoice(item).choice(t(f"menu.{item}")) for item in ("help", "me", "language")]
     return items
 
 

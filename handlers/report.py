@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
+from bot.core.choices import ChoiceData, choice_data
 from bot.core.context import Context, Router, parse_number
-from bot.core.messages import Attachment, Choice, Outbound
-from bot.services import cases, escalation
+from bot.core.messages import Choice
+from bot.services.cases import ATTACHMENT_MAX_BYTES, ATTACHMENTS_MAX, Draft, attachment_problem
+from handlers.services import actor, case_service
 from storage.models import (
     CATEGORIES,
     Incident,
-    IncidentAttachment,
-    IncidentStatus,
-    Priority,
     Role,
     School,
 )
@@ -27,14 +27,25 @@ FLOW = "report"
 DESCRIPTION_MAX = 3000
 PLACE_MAX = 300
 CHILDREN_MAX = 200
-ATTACHMENTS_MAX = 10
-ATTACHMENT_MAX_BYTES = 20 * 1024 * 1024  # what a Telegram bot can download
-ATTACHMENT_KINDS = {"photo", "voice", "audio", "video", "video_note", "document"}
-DOCUMENT_TYPES = ("image/", "video/", "audio/", "application/pdf")
 DRAFT_TTL = timedelta(hours=24)
 ORDER = ("category", "school", "description", "when", "where", "children", "anonymous")
 _DATE = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})(?:[/.\-](\d{2,4}))?\s*$")
 
+
+
+@choice_data(FLOW)
+@dataclass(frozen=True)
+class ReportChoice(ChoiceData):
+    """An answer in the report flow: a step and what was picked, e.g. ("cat", "physical"),
+    or an action alone: "send", "edit", "skip", "cancel", "resume", "discard"."""
+
+    action: str
+    value: str | None = None
+
+
+def _answer(chosen: ReportChoice | None, action: str) -> str | None:
+    """What was picked for this step, if the choice answers it."""
+    return chosen.value if chosen is not None and chosen.action == action else None
 
 def reporter_schools(ctx: Context) -> dict[int, str]:
     """Return the schools this person may report for, with the role they hold there."""
@@ -68,8 +79,8 @@ async def start(ctx: Context) -> None:
 def _offer_resume(ctx: Context) -> None:
     ctx.conversation.step = "resume"
     ctx.reply("report.resume", choices=[
-        Choice("report:resume", ctx.t("report.resume.continue")),
-        Choice("report:discard", ctx.t("report.resume.discard"))])
+        ReportChoice("resume").choice(ctx.t("report.resume.continue")),
+        ReportChoice("discard").choice(ctx.t("report.resume.discard"))])
 
 
 def _begin(ctx: Context) -> None:
@@ -90,8 +101,8 @@ def _expired(ctx: Context, data: dict[str, Any]) -> bool:
 
 
 def _yes_no(ctx: Context) -> list[Choice]:
-    return [Choice("report:danger:yes", ctx.t("report.danger.yes")),
-            Choice("report:danger:no", ctx.t("report.danger.no"))]
+    return [ReportChoice("danger", "yes").choice(ctx.t("report.danger.yes")),
+            ReportChoice("danger", "no").choice(ctx.t("report.danger.no"))]
 
 
 def _ask(ctx: Context, step: str) -> None:
@@ -102,35 +113,35 @@ def _ask(ctx: Context, step: str) -> None:
         ctx.reply("report.danger", choices=_yes_no(ctx))
     elif step == "category":
         ctx.reply("report.category", choices=[
-            Choice(f"report:cat:{c}", t(f"category.{c}")) for c in CATEGORIES])
+            ReportChoice("cat", c).choice(t(f"category.{c}")) for c in CATEGORIES])
     elif step == "school":
         ctx.reply("report.school", choices=[
-            Choice(f"report:school:{sid}", name) for sid, name in ctx.conversation.data.get(
-                "school_names", [])])
+            ReportChoice("school", str(sid)).choice(name)
+            for sid, name in ctx.conversation.data.get("school_names", [])])
     elif step == "description":
         ctx.reply("report.description", max=DESCRIPTION_MAX)
     elif step == "when":
         ctx.reply("report.when", choices=[
-            Choice("report:when:now", t("report.when.now")),
-            Choice("report:when:today", t("report.when.today")),
-            Choice("report:when:earlier", t("report.when.earlier"))])
+            ReportChoice("when", "now").choice(t("report.when.now")),
+            ReportChoice("when", "today").choice(t("report.when.today")),
+            ReportChoice("when", "earlier").choice(t("report.when.earlier"))])
     elif step == "when_date":
         ctx.reply("report.when_date")
     elif step == "where":
-        ctx.reply("report.where", choices=[Choice("report:skip", t("report.skip"))])
+        ctx.reply("report.where", choices=[ReportChoice("skip").choice(t("report.skip"))])
     elif step == "children":
-        ctx.reply("report.children", choices=[Choice("report:skip", t("report.unknown"))])
+        ctx.reply("report.children", choices=[ReportChoice("skip").choice(t("report.unknown"))])
     elif step == "anonymous":
         ctx.reply("report.anonymous", choices=[
-            Choice("report:anon:no", t("report.anonymous.no")),
-            Choice("report:anon:yes", t("report.anonymous.yes"))])
+            ReportChoice("anon", "no").choice(t("report.anonymous.no")),
+            ReportChoice("anon", "yes").choice(t("report.anonymous.yes"))])
     elif step == "summary":
         ctx.reply_text(_summary(ctx), choices=[
-            Choice("report:send", t("report.send")), Choice("report:edit", t("report.edit")),
-            Choice("report:cancel", t("report.cancel"))])
+            ReportChoice(action).choice(t(f"report.{action}"))
+            for action in ("send", "edit", "cancel")])
     elif step == "edit":
         ctx.reply("report.edit.prompt", choices=[
-            Choice(f"report:edit:{field}", t(f"report.field.{field}"))
+            ReportChoice("edit", field).choice(t(f"report.field.{field}"))
             for field in ORDER if _applies(ctx, field)])
 
 
@@ -227,17 +238,16 @@ async def flow(ctx: Context) -> None:
     if inbound.attachments:
         await _attachments(ctx, step)
         return
-    choice = ctx.choice or ""
-    parts = choice.split(":")
-    if choice == "report:cancel":
+    chosen = ctx.chosen(ReportChoice)
+    if chosen == ReportChoice("cancel"):
         await _cancel(ctx)
         return
     if step == "resume":
-        if choice == "report:resume":
+        if chosen == ReportChoice("resume"):
             data = ctx.conversation.data
             await _prepare(ctx, "summary")
             _ask(ctx, data.get("resume_step") or "danger")
-        elif choice == "report:discard":
+        elif chosen == ReportChoice("discard"):
             await _cancel(ctx)
         else:
             _offer_resume(ctx)
@@ -246,17 +256,17 @@ async def flow(ctx: Context) -> None:
     if handler is None:
         ctx.clear()
         return
-    done = await handler(ctx, parts, (inbound.text or "").strip())
+    done = await handler(ctx, chosen, (inbound.text or "").strip())
     if not done:
         if inbound.unsupported:
             ctx.reply("error.unsupported_in_flow")
         _ask(ctx, ctx.conversation.step or step)
 
 
-async def _danger(ctx: Context, parts: list[str], text: str) -> bool:
-    if parts[:2] != ["report", "danger"]:
+async def _danger(ctx: Context, chosen: ReportChoice | None, text: str) -> bool:
+    if _answer(chosen, "danger") not in ("yes", "no"):
         return False
-    urgent = parts[2] == "yes"
+    urgent = _answer(chosen, "danger") == "yes"
     ctx.update(urgent=urgent)
     if urgent:
         ctx.reply("report.urgent.call")
@@ -271,19 +281,18 @@ async def _danger(ctx: Context, parts: list[str], text: str) -> bool:
     return True
 
 
-async def _category(ctx: Context, parts: list[str], text: str) -> bool:
-    if parts[:2] != ["report", "cat"] or parts[2] not in CATEGORIES:
+async def _category(ctx: Context, chosen: ReportChoice | None, text: str) -> bool:
+    category = _answer(chosen, "cat")
+    if category not in CATEGORIES:
         return False
-    ctx.update(category=parts[2])
+    ctx.update(category=category)
     await _next(ctx, "category")
     return True
 
 
-async def _school(ctx: Context, parts: list[str], text: str) -> bool:
-    if parts[:2] != ["report", "school"] or len(parts) < 3 or parse_number(parts[2]) is None:
-        return False
-    school_id = int(parts[2])
-    if school_id not in reporter_schools(ctx):
+async def _school(ctx: Context, chosen: ReportChoice | None, text: str) -> bool:
+    school_id = parse_number(_answer(chosen, "school") or "")
+    if school_id is None or school_id not in reporter_schools(ctx):
         return False
     ctx.update(school_id=school_id)
     data = ctx.conversation.data
@@ -295,7 +304,7 @@ async def _school(ctx: Context, parts: list[str], text: str) -> bool:
     return True
 
 
-async def _description(ctx: Context, parts: list[str], text: str) -> bool:
+async def _description(ctx: Context, chosen: ReportChoice | None, text: str) -> bool:
     if not text:
         return False
     if len(text) > DESCRIPTION_MAX:
@@ -306,18 +315,19 @@ async def _description(ctx: Context, parts: list[str], text: str) -> bool:
     return True
 
 
-async def _when(ctx: Context, parts: list[str], text: str) -> bool:
-    if parts[:2] != ["report", "when"]:
+async def _when(ctx: Context, chosen: ReportChoice | None, text: str) -> bool:
+    when = _answer(chosen, "when")
+    if when not in ("now", "today", "earlier"):
         return False
-    if parts[2] == "earlier":
+    if when == "earlier":
         _ask(ctx, "when_date")
         return True
-    ctx.update(occurred=parts[2])
+    ctx.update(occurred=when)
     await _next(ctx, "when")
     return True
 
 
-async def _when_date(ctx: Context, parts: list[str], text: str) -> bool:
+async def _when_date(ctx: Context, chosen: ReportChoice | None, text: str) -> bool:
     today = ctx.clock.now().astimezone(ctx.settings.tz).date()
     match = _DATE.match(text)
     try:
@@ -336,11 +346,11 @@ async def _when_date(ctx: Context, parts: list[str], text: str) -> bool:
     return True
 
 
-async def _where(ctx: Context, parts: list[str], text: str) -> bool:
+async def _where(ctx: Context, chosen: ReportChoice | None, text: str) -> bool:
     location = ctx.inbound.location
     if location is not None:
         ctx.update(lat=location[0], lon=location[1], place=None)
-    elif parts == ["report", "skip"]:
+    elif chosen == ReportChoice("skip"):
         ctx.update(place=None, lat=None, lon=None)
     elif text:
         ctx.update(place=text[:PLACE_MAX], lat=None, lon=None)
@@ -350,8 +360,8 @@ async def _where(ctx: Context, parts: list[str], text: str) -> bool:
     return True
 
 
-async def _children(ctx: Context, parts: list[str], text: str) -> bool:
-    if parts == ["report", "skip"]:
+async def _children(ctx: Context, chosen: ReportChoice | None, text: str) -> bool:
+    if chosen == ReportChoice("skip"):
         ctx.update(children=None)
     elif text:
         ctx.update(children=text[:CHILDREN_MAX])
@@ -361,30 +371,32 @@ async def _children(ctx: Context, parts: list[str], text: str) -> bool:
     return True
 
 
-async def _anonymous(ctx: Context, parts: list[str], text: str) -> bool:
-    if parts[:2] != ["report", "anon"]:
+async def _anonymous(ctx: Context, chosen: ReportChoice | None, text: str) -> bool:
+    anonymous = _answer(chosen, "anon")
+    if anonymous not in ("yes", "no"):
         return False
-    ctx.update(anonymous=parts[2] == "yes")
+    ctx.update(anonymous=anonymous == "yes")
     await _next(ctx, "anonymous")
     return True
 
 
-async def _summary_step(ctx: Context, parts: list[str], text: str) -> bool:
-    if parts == ["report", "send"]:
+async def _summary_step(ctx: Context, chosen: ReportChoice | None, text: str) -> bool:
+    if chosen == ReportChoice("send"):
         await _send(ctx)
         return True
-    if parts == ["report", "edit"]:
+    if chosen == ReportChoice("edit"):
         _ask(ctx, "edit")
         return True
     return False
 
 
-async def _edit(ctx: Context, parts: list[str], text: str) -> bool:
-    if parts[:2] != ["report", "edit"] or len(parts) < 3 or parts[2] not in ORDER:
+async def _edit(ctx: Context, chosen: ReportChoice | None, text: str) -> bool:
+    field = _answer(chosen, "edit")
+    if field not in ORDER:
         return False
     ctx.update(editing=True)
-    await _prepare(ctx, parts[2])
-    _ask(ctx, parts[2])
+    await _prepare(ctx, field)
+    _ask(ctx, field)
     return True
 
 
@@ -412,20 +424,9 @@ async def _attachments(ctx: Context, step: str) -> None:
     ctx.update(attachments=kept)
     caption = (ctx.inbound.text or "").strip()
     if step == "description" and caption:
-        await _description(ctx, [], caption)
+        await _description(ctx, None, caption)
         return
     _ask(ctx, step)
-
-
-def attachment_problem(item: Attachment) -> str | None:
-    """Return the catalogue key explaining why an attachment is refused, or None."""
-    if item.kind not in ATTACHMENT_KINDS:
-        return "attachment.bad_type"
-    if item.kind == "document" and not (item.mime_type or "").startswith(DOCUMENT_TYPES):
-        return "attachment.bad_type"
-    if item.size is not None and item.size > ATTACHMENT_MAX_BYTES:
-        return "attachment.too_big"
-    return None
 
 
 async def _cancel(ctx: Context) -> None:
@@ -437,77 +438,32 @@ async def _cancel(ctx: Context) -> None:
         ctx.reply("report.cancelled")
 
 
-async def _recent_reports(ctx: Context) -> int:
-    since = ctx.clock.now() - timedelta(hours=1)
-    return (await ctx.session.execute(select(func.count()).select_from(Incident).where(
-        Incident.reporter_person_id == ctx.person.id,  # type: ignore[union-attr]
-        Incident.created_at >= since))).scalar_one()
+def _draft(ctx: Context) -> Draft:
+    """What the reporter filled in, for the case service."""
+    data = ctx.conversation.data
+    return Draft(category=data.get("category"), description=data.get("description"),
+                 occurred=data.get("occurred"), place=data.get("place"),
+                 latitude=data.get("lat"), longitude=data.get("lon"),
+                 children=data.get("children"), anonymous=data.get("anonymous"))
+
+
+def _unstored_attachments(ctx: Context) -> list[list[Any]]:
+    """Attachments kept with the draft since the case last stored them (and mark them)."""
+    data = ctx.conversation.data
+    items = data.get("attachments", [])
+    stored = int(data.get("attachments_stored", 0))
+    ctx.update(attachments_stored=len(items))
+    return items[stored:]
 
 
 async def _create(ctx: Context, urgent: bool) -> Incident:
-    """Commit-ready incident from the draft: stored, routed, alerted, all in this transaction."""
-    data = ctx.conversation.data
-    now = ctx.clock.now()
-    person = ctx.person
-    assert person is not None
-    school = await ctx.session.get(School, data["school_id"])
+    """Store, route and alert through the case service, in this message's transaction."""
+    school = await ctx.session.get(School, ctx.conversation.data["school_id"])
     assert school is not None
+    draft = _draft(ctx)
+    draft.attachments = _unstored_attachments(ctx)
     role = reporter_schools(ctx)[school.id]
-    incident = Incident(
-        ref=await cases.new_ref(ctx.session, school.area, now), school_id=school.id,
-        area_id=school.area_id, reporter_person_id=person.id, reporter_account_id=ctx.account.id,
-        reporter_role=role, anonymous=bool(data.get("anonymous", role == Role.PARENT)),
-        urgent=urgent, category=data.get("category") or "other", status=IncidentStatus.NEW,
-        created_at=now, updated_at=now)
-    _fill(incident, data)
-    ctx.session.add(incident)
-    await ctx.session.flush()
-    await _store_attachments(ctx, incident)
-    await ctx.session.refresh(incident, ["school", "area"])
-    await cases.record(ctx.session, incident, "created", now,
-                       actor=None if incident.anonymous else person, role=role, urgent=urgent,
-                       category=incident.category)
-    await _route_and_alert(ctx, incident)
-    return incident
-
-
-def _fill(incident: Incident, data: dict[str, Any]) -> None:
-    incident.category = data.get("category") or incident.category or "other"
-    incident.description = data.get("description") or incident.description
-    incident.occurred = data.get("occurred") or incident.occurred
-    incident.place = data.get("place")
-    incident.latitude = data.get("lat")
-    incident.longitude = data.get("lon")
-    incident.children = data.get("children")
-    if data.get("anonymous") is not None:
-        incident.anonymous = bool(data["anonymous"])
-
-
-async def _store_attachments(ctx: Context, incident: Incident) -> None:
-    data = ctx.conversation.data
-    stored = int(data.get("attachments_stored", 0))
-    items = data.get("attachments", [])
-    for kind, ref, mime, size, name in items[stored:]:
-        ctx.session.add(IncidentAttachment(
-            incident_id=incident.id, channel=ctx.account.channel, kind=kind, ref=ref,
-            mime_type=mime, size=size, name=name, source="reporter", created_at=ctx.clock.now()))
-    ctx.update(attachments_stored=len(items))
-
-
-async def _route_and_alert(ctx: Context, incident: Incident) -> None:
-    now = ctx.clock.now()
-    policy, _ = await escalation.effective(ctx.session, incident.area_id)
-    severity = policy.for_case(incident.urgent)
-    incident.resolution_due_at = incident.created_at + severity.resolution_target
-    first = severity.steps[0]
-    recipients = await cases.route(ctx.session, incident, first.notify, now)
-    if recipients:
-        incident.assigned_person_id = recipients[0].person_id
-    await cases.record(ctx.session, incident, "routed", now,
-                       to=[r.person_id for r in recipients])
-    await cases.alert(ctx.session, incident, recipients, now=now, tz=ctx.settings.tz,
-                      default_language=ctx.settings.default_language)
-    await cases.start_escalation(ctx.session, incident, now)
+    return await case_service(ctx).create(actor(ctx), school, role, draft, urgent=urgent)
 
 
 async def _create_urgent(ctx: Context) -> None:
@@ -518,29 +474,16 @@ async def _create_urgent(ctx: Context) -> None:
 
 async def _send(ctx: Context) -> None:
     data = ctx.conversation.data
-    now = ctx.clock.now()
     if data.get("incident_id"):
-        incident = await ctx.session.get(Incident, data["incident_id"])
-        assert incident is not None
-        _fill(incident, data)
-        incident.updated_at = now
-        await _store_attachments(ctx, incident)
-        await cases.record(ctx.session, incident, "details_added", now, role="reporter")
-        if incident.status != IncidentStatus.NEW:
-            await cases.progress_made(ctx.session, incident, now)
-        if incident.assigned_person_id:
-            await cases.notify(
-                ctx.session, incident.assigned_person_id,
-                lambda t: Outbound(t("alert.updated", ref=incident.ref) + "\n\n"
-                                   + cases.alert_text(t, incident, ctx.settings.tz),
-                                   cases.officer_actions(t, incident)),
-                key=f"updated:{incident.id}:{ctx.inbound.channel}:{ctx.inbound.event_id}",
-                now=now, default_language=ctx.settings.default_language,
-                priority=Priority.ALERT)
+        incident = await case_service(ctx).add_details(
+            actor(ctx), data["incident_id"], _draft(ctx), _unstored_attachments(ctx),
+            key=f"{ctx.inbound.channel}:{ctx.inbound.event_id}")
         ctx.clear()
         ctx.reply("report.details_added", ref=incident.ref)
         return
-    if await _recent_reports(ctx) >= ctx.settings.report_limit_per_hour:
+    since = ctx.clock.now() - timedelta(hours=1)
+    if await case_service(ctx).reports_since(actor(ctx), since) >= \
+            ctx.settings.report_limit_per_hour:
         _LOGGER.info("Report slowed down: account %s reached the hourly limit", ctx.account.id)
         ctx.reply("report.slow_down")
         _ask(ctx, "summary")

@@ -484,3 +484,19 @@ class IncidentEvent(Base):
     actor_role: Mapped[str] = mapped_column(String(16))
     kind: Mapped[str] = mapped_column(String(32))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class CaseAccess(Base):
+    """The access log: every look at a case and every change, by whom, through what, when.
+
+    Written by the case service alone, beside the case's timeline (which tells the case's
+    story): a listing, a view, an alert sent and each change each leave one row here."""
+
+    __tablename__ = "case_access"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)
+    action: Mapped[str] = mapped_column(String(32))  # listed | viewed | alerted | acknowledged …
+    via: Mapped[str] = mapped_column(String(16))  # telegram | zalo | cli | console | system

@@ -6,10 +6,11 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.core.choices import ChoiceData
 from bot.core.clock import Clock
 from bot.core.i18n import Translator
 from bot.core.messages import Choice, Inbound, Outbound
@@ -17,6 +18,7 @@ from bot.core.settings import Settings
 from storage.models import Account, Conversation, Person, Role, RoleAssignment
 
 Handler = Callable[["Context"], Awaitable[None]]
+C = TypeVar("C", bound=ChoiceData)
 
 
 @dataclass
@@ -51,6 +53,10 @@ class Context:
     def t(self) -> Translator:
         """Return the translator for this person's language."""
         return Translator(self.language)
+
+    def chosen(self, kind: type[C]) -> C | None:
+        """The choice this message carries, read as kind (None if it is not one, or stale)."""
+        return kind.unpack(self.choice)
 
     def has_role(self, *roles: Role) -> bool:
         """Tell whether the person holds any of roles (in any scope)."""
@@ -104,10 +110,10 @@ class Router:
             return fn
         return register
 
-    def choice(self, prefix: str) -> Callable[[Handler], Handler]:
-        """Register a handler for choices whose key starts with ``prefix:``."""
+    def choice(self, kind: type[ChoiceData]) -> Callable[[Handler], Handler]:
+        """Register a handler for one kind of choice (its keys start with ``prefix:``)."""
         def register(fn: Handler) -> Handler:
-            self.choices[prefix] = fn
+            self.choices[kind.prefix] = fn
             return fn
         return register
 

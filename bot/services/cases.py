@@ -1,34 +1,51 @@
-"""The case workflow: references, routing up the area tree, alerts, access, the timeline."""
+"""The case service: the one door to cases.
+
+Every reader and writer of a case goes through here: chat handlers, the scheduler, the
+command line and (to come) the web console. `CaseService` checks who may see or do what
+(by role and the area chain: an officer or admin of the case's area or of any area above
+it, the officer it is assigned to, and the reporter for their own report), writes the
+timeline (the case's story) and the access log (every listing, view, alert and change, with
+the person and the time), and queues what must be said to whom. Handlers are chat flow only:
+they turn messages into calls here and results into words.
+
+Below the service, the building blocks the scheduler shares: references, routing up the
+area tree, reachability, alerts and the escalation clock."""
 
 from __future__ import annotations
 
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.core.choices import ChoiceData, choice_data
 from bot.core.i18n import Translator
-from bot.core.messages import Choice, Outbound
+from bot.core.messages import Attachment, Choice, Media, Outbound
 from bot.core.outbox import enqueue, preferred_account
 from bot.services import escalation
 from bot.services.codes import random_code
 from storage.areas import ancestors, subtree
 from storage.conversations import conversation_for
 from storage.models import (
+    OUTCOMES,
     Account,
     Area,
+    CaseAccess,
     Duty,
     Incident,
+    IncidentAttachment,
     IncidentEvent,
     IncidentStatus,
     Person,
     Priority,
     Role,
     RoleAssignment,
+    School,
 )
 
 _LOGGER = logging.getLogger(__name__)
@@ -195,21 +212,28 @@ def excerpt(text: str | None) -> str:
     return flat if len(flat) <= EXCERPT else flat[: EXCERPT - 1].rsplit(" ", 1)[0] + "…"
 
 
+@choice_data("case")
+@dataclass(frozen=True)
+class CaseChoice(ChoiceData):
+    """What a case's buttons carry: an action on a case, and its argument (an outcome, a
+    person to reassign to). Officers: ack view ask note reassign close reopen; the reporter:
+    reply."""
+
+    action: str
+    case_id: int
+    arg: str | None = None
+
+
 def officer_actions(t: Translator, incident: Incident) -> list[Choice]:
     """Return what an officer can do with a case now."""
     i = incident.id
     if incident.status == IncidentStatus.CLOSED:
-        return [Choice(f"case:reopen:{i}", t("case.action.reopen"))]
+        return [CaseChoice("reopen", i).choice(t("case.action.reopen"))]
     actions = []
     if incident.status == IncidentStatus.NEW:
-        actions.append(Choice(f"case:ack:{i}", t("case.action.ack")))
-    actions += [
-        Choice(f"case:view:{i}", t("case.action.view")),
-        Choice(f"case:ask:{i}", t("case.action.ask")),
-        Choice(f"case:note:{i}", t("case.action.note")),
-        Choice(f"case:reassign:{i}", t("case.action.reassign")),
-        Choice(f"case:close:{i}", t("case.action.close")),
-    ]
+        actions.append(CaseChoice("ack", i).choice(t("case.action.ack")))
+    actions += [CaseChoice(a, i).choice(t(f"case.action.{a}"))
+                for a in ("view", "ask", "note", "reassign", "close")]
     return actions
 
 
@@ -242,6 +266,8 @@ async def alert(session: AsyncSession, incident: Incident, recipients: list[Reci
             sent += 1
             await record(session, incident, "alerted", now, person=r.person_id, duty=r.duty,
                          area=r.area_id)
+            session.add(CaseAccess(at=now, incident_id=incident.id, person_id=r.person_id,
+                                   action="alerted", via="system"))
     return sent
 
 
@@ -264,3 +290,463 @@ async def can_handle(session: AsyncSession, person: Person | None, incident: Inc
     # Walk up from the case (a few rows) rather than down from the person (the whole tree).
     theirs = {r.area_id for r in person.roles if r.role in (Role.OFFICER, Role.ADMIN)}
     return bool(theirs.intersection(await ancestors(session, incident.area_id)))
+
+
+# ---- the service ------------------------------------------------------------------------------
+
+TEXT_MAX = 2000  # a question, a note, an answer, a reason
+TIMELINE_SHOWN = 12
+ATTACHMENTS_MAX = 10
+# The smallest file any of our messengers lets a bot download (Telegram's 20 MB).
+ATTACHMENT_MAX_BYTES = 20 * 1024 * 1024
+ATTACHMENT_KINDS = {"photo", "voice", "audio", "video", "video_note", "document"}
+DOCUMENT_TYPES = ("image/", "video/", "audio/", "application/pdf")
+
+
+def attachment_problem(item: Attachment) -> str | None:
+    """Return the catalogue key explaining why an attachment is refused, or None."""
+    if item.kind not in ATTACHMENT_KINDS:
+        return "attachment.bad_type"
+    if item.kind == "document" and not (item.mime_type or "").startswith(DOCUMENT_TYPES):
+        return "attachment.bad_type"
+    if item.size is not None and item.size > ATTACHMENT_MAX_BYTES:
+        return "attachment.too_big"
+    return None
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who reads or changes a case, and through what (a messenger, the CLI, the console)."""
+
+    person: Person | None
+    via: str
+    account_id: int | None = None
+
+    @property
+    def person_id(self) -> int | None:
+        """The person's id, if anyone is behind the actor."""
+        return self.person.id if self.person is not None else None
+
+
+class Refused(Exception):
+    """The actor may not see or do this; callers say so politely, the log says who tried."""
+
+
+class NoSuchCase(Refused):
+    """No such case: to the actor this is the same as not being allowed to see it."""
+
+
+@dataclass
+class Draft:
+    """What a reporter has filled in; attachments as [kind, ref, mime, size, name]."""
+
+    category: str | None = None
+    description: str | None = None
+    occurred: str | None = None
+    place: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    children: str | None = None
+    anonymous: bool | None = None
+    attachments: list[list[Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """One case as an officer may see it: the reporter only when not anonymous."""
+
+    incident: Incident
+    reporter: Person | None
+    timeline: list[IncidentEvent]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An officer a case can be handed to."""
+
+    person_id: int
+    name: str | None
+    duty: str
+    area_name: str
+
+
+class CaseService:
+    """The one door to cases; see the module's docstring."""
+
+    def __init__(self, session: AsyncSession, *, now: datetime, tz: Any,
+                 default_language: str) -> None:
+        self.session = session
+        self.now = now
+        self.tz = tz
+        self.default_language = default_language
+
+    # ---- access ----------------------------------------------------------------------------
+
+    async def _audit(self, actor: Actor, incidents: list[Incident], action: str) -> None:
+        for incident in incidents:
+            self.session.add(CaseAccess(at=self.now, incident_id=incident.id,
+                                        person_id=actor.person_id, action=action,
+                                        via=actor.via))
+
+    def _refuse(self, actor: Actor, what: object, action: str) -> Refused:
+        _LOGGER.warning("Access refused: person %s, %s on case %s", actor.person_id, action,
+                        what)
+        return Refused(action)
+
+    async def _for_work(self, actor: Actor, case_id: int, action: str) -> Incident:
+        """Load a case the actor may work on (officer or admin of its area chain, or the
+        one it is assigned to), or raise Refused."""
+        incident = await self.session.get(Incident, case_id)
+        if incident is None or not await can_handle(self.session, actor.person, incident):
+            raise self._refuse(actor, case_id, action)
+        return incident
+
+    async def _for_reporter(self, actor: Actor, case_id: int, action: str) -> Incident:
+        """Load a case the actor reported, or raise Refused."""
+        incident = await self.session.get(Incident, case_id)
+        if incident is None or actor.person is None or \
+                incident.reporter_person_id != actor.person.id:
+            raise self._refuse(actor, case_id, action)
+        return incident
+
+    async def _record(self, actor: Actor, incident: Incident, kind: str, *,
+                      role: str = Role.OFFICER, **data: object) -> None:
+        """A change: one line on the timeline and one row in the access log."""
+        await record(self.session, incident, kind, self.now, actor=actor.person, role=role,
+                     **data)
+        await self._audit(actor, [incident], kind)
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    async def show(self, actor: Actor, case_id: int) -> CaseView:
+        """The case's details for someone who may work on it; the look is recorded."""
+        incident = await self._for_work(actor, case_id, "view")
+        return await self._view(actor, incident)
+
+    async def show_ref(self, actor: Actor, ref: str) -> CaseView:
+        """The same, found by its reference (HX-26-K7M3P)."""
+        incident = (await self.session.execute(
+            select(Incident).where(Incident.ref == ref.strip().upper()))).scalar_one_or_none()
+        if incident is None or not await can_handle(self.session, actor.person, incident):
+            raise self._refuse(actor, ref, "view")
+        return await self._view(actor, incident)
+
+    async def _view(self, actor: Actor, incident: Incident) -> CaseView:
+        await self._record(actor, incident, "viewed")
+        reporter = None
+        if not incident.anonymous and incident.reporter_person_id:
+            reporter = await self.session.get(Person, incident.reporter_person_id)
+        events = (await self.session.execute(
+            select(IncidentEvent).where(IncidentEvent.incident_id == incident.id)
+            .order_by(IncidentEvent.id.desc()).limit(TIMELINE_SHOWN))).scalars().all()
+        return CaseView(incident, reporter, list(reversed(events)))
+
+    async def list_open(self, actor: Actor, limit: int = 20) -> list[Incident]:
+        """Open cases an officer or admin covers (their areas and below, and any assigned to
+        them), oldest first; each listed case is recorded."""
+        person = actor.person
+        if person is None or not any(r.role in (Role.OFFICER, Role.ADMIN) for r in person.roles):
+            raise self._refuse(actor, "list", "list")
+        scope = await officer_scope(self.session, person, (Role.OFFICER, Role.ADMIN))
+        rows = list((await self.session.execute(
+            select(Incident).where(Incident.status != IncidentStatus.CLOSED, or_(
+                Incident.area_id.in_(scope), Incident.assigned_person_id == person.id))
+            .order_by(Incident.created_at).limit(limit))).scalars())
+        await self._audit(actor, rows, "listed")
+        return rows
+
+    async def reported_by(self, actor: Actor, limit: int = 20) -> list[Incident]:
+        """What this person reported, newest first (their own cases only)."""
+        if actor.person is None:
+            raise self._refuse(actor, "mine", "list")
+        rows = list((await self.session.execute(
+            select(Incident).where(Incident.reporter_person_id == actor.person.id)
+            .order_by(Incident.created_at.desc()).limit(limit))).scalars())
+        await self._audit(actor, rows, "listed")
+        return rows
+
+    async def reports_since(self, actor: Actor, since: datetime) -> int:
+        """How many reports this person filed since then (the hourly limit)."""
+        return (await self.session.execute(select(func.count()).select_from(Incident).where(
+            Incident.reporter_person_id == actor.person_id,
+            Incident.created_at >= since))).scalar_one()
+
+    # ---- reporting -------------------------------------------------------------------------
+
+    async def create(self, actor: Actor, school: School, role: str, draft: Draft, *,
+                     urgent: bool) -> Incident:
+        """Store a report, route it and alert, all in the caller's transaction."""
+        person = actor.person
+        if person is None or not any(r.school_id == school.id and r.role == role
+                                     for r in person.roles):
+            raise self._refuse(actor, f"school {school.id}", "report")
+        incident = Incident(
+            ref=await new_ref(self.session, school.area, self.now), school_id=school.id,
+            area_id=school.area_id, reporter_person_id=person.id,
+            reporter_account_id=actor.account_id, reporter_role=role,
+            anonymous=role == Role.PARENT, urgent=urgent, category="other",
+            status=IncidentStatus.NEW, created_at=self.now, updated_at=self.now)
+        _fill(incident, draft)
+        self.session.add(incident)
+        await self.session.flush()
+        await self._attach(actor, incident, draft.attachments, "reporter")
+        await self.session.refresh(incident, ["school", "area"])
+        await record(self.session, incident, "created", self.now,
+                     actor=None if incident.anonymous else person, role=role, urgent=urgent,
+                     category=incident.category)
+        await self._audit(actor, [incident], "created")
+        await self._route_and_alert(incident)
+        return incident
+
+    async def _attach(self, actor: Actor, incident: Incident, items: list[list[Any]],
+                      source: str) -> None:
+        for kind, ref, mime, size, name in items:
+            self.session.add(IncidentAttachment(
+                incident_id=incident.id, channel=actor.via, kind=kind, ref=ref, mime_type=mime,
+                size=size, name=name, source=source, created_at=self.now))
+
+    async def _route_and_alert(self, incident: Incident) -> None:
+        policy, _ = await escalation.effective(self.session, incident.area_id)
+        severity = policy.for_case(incident.urgent)
+        incident.resolution_due_at = incident.created_at + severity.resolution_target
+        recipients = await route(self.session, incident, severity.steps[0].notify, self.now)
+        if recipients:
+            incident.assigned_person_id = recipients[0].person_id
+        await record(self.session, incident, "routed", self.now,
+                     to=[r.person_id for r in recipients])
+        await alert(self.session, incident, recipients, now=self.now, tz=self.tz,
+                    default_language=self.default_language)
+        await start_escalation(self.session, incident, self.now)
+
+    async def add_details(self, actor: Actor, case_id: int, draft: Draft,
+                          new_attachments: list[list[Any]], *, key: str) -> Incident:
+        """The reporter of an urgent case sends the details; the officer gets them."""
+        incident = await self._for_reporter(actor, case_id, "details")
+        _fill(incident, draft)
+        incident.updated_at = self.now
+        await self._attach(actor, incident, new_attachments, "reporter")
+        await self._record(actor, incident, "details_added", role="reporter")
+        if incident.status != IncidentStatus.NEW:
+            await progress_made(self.session, incident, self.now)
+        if incident.assigned_person_id:
+            tz = self.tz
+            await notify(self.session, incident.assigned_person_id,
+                         lambda t: Outbound(t("alert.updated", ref=incident.ref) + "\n\n"
+                                            + alert_text(t, incident, tz),
+                                            officer_actions(t, incident)),
+                         key=f"updated:{incident.id}:{key}", now=self.now,
+                         default_language=self.default_language, priority=Priority.ALERT)
+        return incident
+
+    # ---- working a case --------------------------------------------------------------------
+
+    async def acknowledge(self, actor: Actor, case_id: int) -> tuple[Incident, bool]:
+        """Take the case; False when someone already had (nothing changes then)."""
+        incident = await self._for_work(actor, case_id, "ack")
+        if incident.status != IncidentStatus.NEW:
+            return incident, False
+        incident.status = IncidentStatus.ACKNOWLEDGED
+        incident.acknowledged_at = self.now
+        incident.assigned_person_id = actor.person_id
+        incident.updated_at = self.now
+        await self._record(actor, incident, "acknowledged")
+        await progress_made(self.session, incident, self.now)
+        await self._tell_reporter(incident, "acknowledged", lambda t: Outbound(
+            t("reporter.acknowledged", ref=incident.ref)))
+        await self._tell_other_alerted(actor, incident)
+        return incident, True
+
+    async def _tell_other_alerted(self, actor: Actor, incident: Incident) -> None:
+        rows = (await self.session.execute(select(IncidentEvent.data).where(
+            IncidentEvent.incident_id == incident.id,
+            IncidentEvent.kind == "alerted"))).scalars()
+        others = {d.get("person") for d in rows} - {actor.person_id}
+        name = actor.person.name if actor.person else None
+        for person_id in sorted(p for p in others if p):
+            await notify(self.session, person_id, lambda t: Outbound(t(
+                "case.taken_by", ref=incident.ref, name=name or t("case.someone"))),
+                key=f"taken:{incident.id}:{person_id}", now=self.now,
+                default_language=self.default_language)
+
+    async def _tell_reporter(self, incident: Incident, event: str,
+                             compose: Callable[[Translator], Outbound]) -> None:
+        """Relay a message to whoever reported the case, on the account they reported from."""
+        if incident.reporter_person_id is None:
+            return
+        await notify(self.session, incident.reporter_person_id, compose,
+                     key=f"reporter:{incident.id}:{event}", now=self.now,
+                     default_language=self.default_language, priority=Priority.NOTICE,
+                     account_id=incident.reporter_account_id)
+
+    async def may_work(self, actor: Actor, case_id: int, action: str) -> Incident:
+        """Check before asking an officer for text (a question, a note, a reason)."""
+        return await self._for_work(actor, case_id, action)
+
+    async def _worked(self, actor: Actor, incident: Incident, kind: str, text: str) -> None:
+        """An officer's work: the case is in progress and its clocks restart."""
+        if incident.status == IncidentStatus.ACKNOWLEDGED:
+            incident.status = IncidentStatus.IN_PROGRESS
+        incident.updated_at = self.now
+        await self._record(actor, incident, kind, text=text)
+        await progress_made(self.session, incident, self.now)
+
+    async def ask(self, actor: Actor, case_id: int, text: str) -> Incident:
+        """Send the reporter a question (they answer with the Reply button)."""
+        incident = await self._for_work(actor, case_id, "ask")
+        await self._worked(actor, incident, "question", text)
+        await self._tell_reporter(incident, f"question:{self.now.timestamp()}", lambda t: (
+            Outbound(t("reporter.question", ref=incident.ref, question=text),
+                     [CaseChoice("reply", incident.id).choice(t("reporter.reply"))])))
+        return incident
+
+    async def note(self, actor: Actor, case_id: int, text: str) -> Incident:
+        """Add a note to the case's timeline."""
+        incident = await self._for_work(actor, case_id, "note")
+        await self._worked(actor, incident, "note", text)
+        return incident
+
+    async def reassign_candidates(self, actor: Actor,
+                                  case_id: int) -> tuple[Incident, list[Candidate]]:
+        """Officers of the case's area chain who can be alerted now, nearest area first."""
+        incident = await self._for_work(actor, case_id, "reassign")
+        return incident, await self._candidates(incident)
+
+    async def _candidates(self, incident: Incident) -> list[Candidate]:
+        chain = await ancestors(self.session, incident.area_id)
+        rows = (await self.session.execute(
+            select(RoleAssignment).where(RoleAssignment.role == Role.OFFICER,
+                                         RoleAssignment.area_id.in_(chain)))).scalars().all()
+        ok = await reachable(self.session, [r.person_id for r in rows], self.now)
+        found: dict[int, RoleAssignment] = {}
+        for r in sorted(rows, key=lambda r: chain.index(r.area_id)):
+            if r.person_id in ok and r.person_id != incident.assigned_person_id:
+                found.setdefault(r.person_id, r)
+        out = []
+        for person_id, r in found.items():
+            person = await self.session.get(Person, person_id)
+            out.append(Candidate(person_id, person.name if person else None,
+                                 r.duty or Duty.PRIMARY, r.area.name))
+        return out
+
+    async def reassign(self, actor: Actor, case_id: int, person_id: int) -> Incident | None:
+        """Hand the case to another officer of its chain and alert them; None when that
+        person is no longer a candidate (a stale button)."""
+        incident = await self._for_work(actor, case_id, "reassign")
+        target = next((c for c in await self._candidates(incident)
+                       if c.person_id == person_id), None)
+        if target is None:
+            return None
+        incident.assigned_person_id = target.person_id
+        if incident.status != IncidentStatus.CLOSED:
+            incident.status = IncidentStatus.NEW
+        incident.acknowledged_at = None
+        incident.updated_at = self.now
+        await self._record(actor, incident, "reassigned", to=target.person_id)
+        if incident.status == IncidentStatus.NEW:
+            await start_escalation(self.session, incident, self.now)
+        events = (await self.session.execute(select(func.count()).select_from(
+            IncidentEvent).where(IncidentEvent.incident_id == incident.id))).scalar_one()
+        await self.session.refresh(incident, ["assigned"])
+        await alert(self.session, incident,
+                    [Recipient(target.person_id, incident.area_id, target.duty)],
+                    now=self.now, tz=self.tz, default_language=self.default_language,
+                    round_=f"r{events}")
+        return incident
+
+    async def close(self, actor: Actor, case_id: int, outcome: str,
+                    duplicate_ref: str | None = None) -> Incident:
+        """Close with an outcome (a duplicate names the case it repeats, which the actor
+        must be able to see: otherwise NoSuchCase)."""
+        incident = await self._for_work(actor, case_id, "close")
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {outcome!r}")
+        duplicate_of = None
+        if outcome == "duplicate":
+            duplicate_of = (await self.session.execute(select(Incident).where(
+                Incident.ref == (duplicate_ref or "").strip().upper()))).scalar_one_or_none()
+            if duplicate_of is None or duplicate_of.id == incident.id or \
+                    not await can_handle(self.session, actor.person, duplicate_of):
+                raise NoSuchCase(duplicate_ref)
+        incident.status = IncidentStatus.CLOSED
+        incident.outcome = outcome
+        incident.duplicate_of_id = duplicate_of.id if duplicate_of else None
+        incident.closed_at = self.now
+        incident.updated_at = self.now
+        await self._record(actor, incident, "closed", outcome=outcome,
+                           duplicate_of=duplicate_of.ref if duplicate_of else None)
+        await progress_made(self.session, incident, self.now)
+        await self._tell_reporter(incident, f"closed:{self.now.timestamp()}", lambda t: Outbound(
+            t("reporter.closed", ref=incident.ref, outcome=t(f"outcome_reporter.{outcome}"))))
+        return incident
+
+    async def reopen(self, actor: Actor, case_id: int, reason: str) -> Incident | None:
+        """Reopen a closed case with a reason; None when it is not closed."""
+        incident = await self._for_work(actor, case_id, "reopen")
+        if incident.status != IncidentStatus.CLOSED:
+            return None
+        incident.status = IncidentStatus.IN_PROGRESS
+        incident.closed_at = None
+        incident.outcome = None
+        incident.duplicate_of_id = None
+        await self._worked(actor, incident, "reopened", reason)
+        await self._tell_reporter(incident, f"reopened:{self.now.timestamp()}",
+                                  lambda t: Outbound(t("reporter.reopened", ref=incident.ref)))
+        return incident
+
+    # ---- the reporter's side ---------------------------------------------------------------
+
+    async def may_answer(self, actor: Actor, case_id: int) -> Incident:
+        """Check that the actor reported this case before they type an answer."""
+        return await self._for_reporter(actor, case_id, "reply")
+
+    async def answer(self, actor: Actor, case_id: int, text: str | None,
+                     attachments: list[Attachment], *, key: str) -> Incident:
+        """Relay the reporter's answer (text and/or files) to the officer on the case;
+        anonymous reporters stay anonymous."""
+        incident = await self._for_reporter(actor, case_id, "reply")
+        person = actor.person
+        assert person is not None
+        officer = incident.assigned_person_id
+
+        def sender(t: Translator) -> str:
+            if incident.anonymous:
+                return t("case.reporter.anonymous")
+            return person.name or t("case.someone")
+
+        for n, item in enumerate(attachments):
+            self.session.add(IncidentAttachment(
+                incident_id=incident.id, channel=actor.via, kind=item.kind, ref=item.ref,
+                mime_type=item.mime_type, size=item.size, name=item.name, source="reporter",
+                created_at=self.now))
+            await record(self.session, incident, "attachment", self.now, role="reporter",
+                         media=item.kind)
+            if officer:
+                await notify(self.session, officer, lambda t, item=item: Outbound(
+                    t("relay.attachment", ref=incident.ref, sender=sender(t)),
+                    media=Media(item.kind, item.ref, actor.via)),
+                    key=f"relay:{incident.id}:{key}:{n}", now=self.now,
+                    default_language=self.default_language, priority=Priority.ALERT)
+        if text:
+            incident.updated_at = self.now
+            await record(self.session, incident, "answer", self.now, role="reporter",
+                         text=text)
+            if officer:
+                await notify(self.session, officer, lambda t: Outbound(
+                    t("relay.answer", ref=incident.ref, sender=sender(t), answer=text),
+                    officer_actions(t, incident)), key=f"relay:{incident.id}:{key}",
+                    now=self.now, default_language=self.default_language,
+                    priority=Priority.ALERT)
+        await self._audit(actor, [incident], "answered")
+        return incident
+
+
+def _fill(incident: Incident, draft: Draft) -> None:
+    incident.category = draft.category or incident.category or "other"
+    incident.description = draft.description or incident.description
+    incident.occurred = draft.occurred or incident.occurred
+    incident.place = draft.place
+    incident.latitude = draft.latitude
+    incident.longitude = draft.longitude
+    incident.children = draft.children
+    if draft.anonymous is not None:
+        incident.anonymous = bool(draft.anonymous)

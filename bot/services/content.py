@@ -36,6 +36,10 @@ class Item:
         """Return the text in language (Vietnamese if unknown)."""
         return self.en if language == "en" else self.vi
 
+    def title(self, language: str) -> str:
+        """A short name for menus: the text up to its first colon, at most 60 characters."""
+        return self.text(language).partition(":")[0][:60]
+
 
 @dataclass(frozen=True)
 class CalendarEntry:
