@@ -87,6 +87,7 @@ async def test_recurring_campaign_fires_at_local_time_and_waits_out_quiet_hours(
     assert len(night) == 3
     assert {r.next_attempt_at for r in night} == {datetime(2026, 9, 21, 0, 0, tzinfo=UTC)}
     clock.advance(timedelta(hours=8, minutes=59))  # 06:59 local
+    await app.worker.settled()
     assert not any("111 — Tổng đài" in p["text"] for p in fake_telegram.sent())
     clock.advance(timedelta(minutes=1))
     await eventually(lambda: all_sent(sessions))

@@ -34,6 +34,7 @@ async def test_reply_after_429_is_delivered_once_after_retry_after(
     clock.advance(10)
     fake_telegram.user_message(702, "/help")  # another chat: the whole bot is paused
     clock.advance(19)
+    await app.worker.settled()  # the worker looked at both rows and held them
     assert fake_telegram.texts(701) == [] and fake_telegram.texts(702) == []
     clock.advance(2)
     await fake_telegram.wait_texts(701, 1)
@@ -71,6 +72,7 @@ async def test_server_errors_are_retried_with_backoff_until_delivered(
 
     await eventually(sent)
     clock.advance(3600)
+    await app.worker.settled()
     [row] = await _rows(sessions)
     assert row.attempts == 3
     assert len(fake_telegram.texts(703)) == 1  # never sent twice
@@ -90,6 +92,7 @@ async def test_blocked_bot_marks_the_account_unreachable_and_stops_retrying(
     acc = await account(sessions, 704)
     assert acc.blocked_at is not None
     clock.advance(3600)
+    await app.worker.settled()
     assert _attempts(fake_telegram, 704) == 1
 
 

@@ -67,6 +67,7 @@ async def test_an_hour_long_outage_loses_nothing_and_drains_in_priority_order(
 
             await eventually(failure_recorded)
             clock.advance(timedelta(minutes=5))
+        await app.worker.settled()
         assert fake_telegram.sent() == []
         fake_telegram.restore()
         clock.advance(timedelta(minutes=5))

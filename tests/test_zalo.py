@@ -247,6 +247,7 @@ async def test_zalo_quirks_ok_false_429_and_unsupported_senders(
 
     await eventually(paused)
     clock.advance(29)
+    await app.worker.settled()  # the worker looked and held the row: Zalo said 30 s
     assert ZChat(fake_zalo, "z-child").received() == []
     clock.advance(2)
     [explained] = await ZChat(fake_zalo, "z-child").wait(1)

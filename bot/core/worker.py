@@ -114,6 +114,9 @@ class DeliveryWorker:
         self._tasks: dict[asyncio.Task[None], Claimed] = {}
         self._ready: list[Claimed] = []  # claimed (leased) but not started: never sent yet
         self._kicked = True  # new rows were committed since the last claim
+        self._round = 0  # loops started
+        self._idle_round = -1  # the last loop that ended with nothing it could send
+        self._idle = asyncio.Condition()
         self._paused: dict[str, datetime] = {}
         self._failures: dict[str, int] = {}  # consecutive failed rounds (probes) per channel
         self._probe_due: set[str] = set()  # paused for trouble: probe before sending again
@@ -150,8 +153,22 @@ class DeliveryWorker:
         if unfinished:
             await self._release(unfinished)
 
+    async def settled(self, timeout: float = 10.0) -> None:
+        """Return once the worker has looked at the queue since this call and found nothing
+        it may send now (everything due sent and recorded, or waiting for its time).
+
+        The barrier before a test asserts that nothing was sent: without it the worker may
+        simply not have run yet, and the assertion could never fail.
+        """
+        target = self._round + 1
+        self.wake()
+        async with self._idle:
+            await asyncio.wait_for(self._idle.wait_for(lambda: self._idle_round >= target),
+                                   timeout)
+
     async def _run(self) -> None:
         while not self._stopping:
+            self._round += 1
             self._wake.clear()
             # Keep a small buffer of claimed rows (twice the concurrency): one claim serves
             # many sends. Top it up when new work was committed or when it runs low.
@@ -198,6 +215,10 @@ class DeliveryWorker:
                     timeout = await self._wait_seconds()
                 except Exception:
                     timeout = self.poll_seconds
+                if not self._kicked:  # looked, and nothing may go now
+                    async with self._idle:
+                        self._idle_round = self._round
+                        self._idle.notify_all()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
