@@ -13,6 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 _LOGGER = logging.getLogger(__name__)
@@ -25,14 +26,24 @@ class DatabaseUnavailable(Exception):
     """The database cannot be reached or opened."""
 
 
+DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg",
+           "postgres": "postgresql+asyncpg"}
+
+
 def normalise_url(url: str) -> str:
-    """Pick the async driver when an operator writes a plain sqlite:// or postgresql:// URL."""
-    parsed = make_url(url)
-    driver = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg",
-              "postgres": "postgresql+asyncpg"}.get(parsed.drivername)
-    if driver:
-        parsed = parsed.set(drivername=driver)
-    return parsed.render_as_string(hide_password=False)
+    """Pick the async driver when an operator writes a plain sqlite:// or postgresql:// URL;
+    refuse, in one sentence (ValueError), a URL that cannot be read or a database we do not
+    run on."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError("cannot read it as a database URL; write e.g. "
+                         "sqlite:///safeschool.db or postgresql://user@host/dbname") from None
+    driver = DRIVERS.get(parsed.drivername, parsed.drivername)
+    if driver not in DRIVERS.values():
+        raise ValueError(f"the driver {parsed.drivername!r} is not supported; use sqlite:// "
+                         "or postgresql://") from None
+    return parsed.set(drivername=driver).render_as_string(hide_password=False)
 
 
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:

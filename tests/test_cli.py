@@ -128,3 +128,45 @@ def test_unreachable_database_exits_2_without_traceback(tmp_path: Path) -> None:
     assert "hunter2secret" not in result.stderr and "Traceback" not in result.stderr
     result = _run(["directory", "show"], {"SAFESCHOOL_DATABASE_URL": url}, tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("nonsense", "cannot read it as a database URL"),
+    ("mysql://root@localhost/safeschool", "the driver 'mysql' is not supported"),
+])
+def test_a_database_url_we_cannot_use_is_one_sentence_and_exit_2(
+        url: str, says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SAFESCHOOL_DATABASE_URL", url)
+    assert main(["db", "upgrade"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("safeschool: SAFESCHOOL_DATABASE_URL is invalid: ") and says in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_an_unknown_log_level_is_refused_before_anything_starts(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--log-level", "LOUD"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "'LOUD' is not a log level" in err and "Traceback" not in err
+
+
+def test_a_closed_pipe_ends_quietly(env: Path) -> None:
+    _import(env)
+    reader = subprocess.Popen([sys.executable, "-m", "bot", "directory", "show"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=env)
+    reader.stdout.close()  # like `| head -0`: nobody reads what it prints
+    err = reader.stderr.read().decode()
+    assert reader.wait(timeout=60) == 1
+    assert err == ""
+
+
+def test_postgresql_urls_need_nothing_beyond_the_readme_install() -> None:
+    """asyncpg is a normal dependency: a postgresql:// URL picks it without extras."""
+    from storage.db import normalise_url
+
+    assert normalise_url("postgresql://postgres@127.0.0.1/test").startswith("postgresql+asyncpg")
+    import asyncpg  # noqa: F401  (installed by `pip install -e .`, not only by an extra)

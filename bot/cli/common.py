@@ -31,7 +31,8 @@ def settings_or_fail() -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = "SAFESCHOOL_" + str(first["loc"][0]).upper() if first["loc"] else "a setting"
-        raise CliError(f"{field} is invalid: {first['msg']}") from exc
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise CliError(f"{field} is invalid: {message}") from exc
 
 
 @asynccontextmanager

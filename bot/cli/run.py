@@ -16,6 +16,16 @@ from bot.core.logs import setup_logging
 from bot.core.settings import safe_url
 from storage import db
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(text: str) -> str:
+    """Read --log-level (any case); argparse turns the error into one sentence and exit 2."""
+    if text.upper() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
+    return text.upper()
+
 
 async def cmd_run(args: argparse.Namespace) -> int:
     """Run the bot until interrupted."""
@@ -55,7 +65,8 @@ async def cmd_db_upgrade(_args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     """Add run and db."""
     run = sub.add_parser("run", help="run the bot (applies pending migrations first)")
-    run.add_argument("--log-level", default="INFO")
+    run.add_argument("--log-level", default="INFO", type=log_level, metavar="LEVEL",
+                     help="DEBUG, INFO (default), WARNING or ERROR")
     run.set_defaults(func=cmd_run)
 
     dbp = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db",

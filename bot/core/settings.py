@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from storage.db import DEFAULT_DATABASE_URL
+from storage.db import DEFAULT_DATABASE_URL, normalise_url
 
 LANGUAGES = ("vi", "en")
 
@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     quiet_hours: str = "21:00-07:00"  # local time; awareness messages wait, alerts never do
     # Reports.
     report_limit_per_hour: int = 5
+
+    @field_validator("database_url")
+    @classmethod
+    def _usable_database_url(cls, value: str) -> str:
+        normalise_url(value)  # a URL we cannot read or a driver we do not run on: one sentence
+        return value
 
     @field_validator("default_language")
     @classmethod

@@ -153,7 +153,7 @@ class DeliveryWorker:
         if unfinished:
             await self._release(unfinished)
 
-    async def settled(self, timeout: float = 10.0) -> None:
+    async def settled(self, within: float = 10.0) -> None:
         """Return once the worker has looked at the queue since this call and found nothing
         it may send now (everything due sent and recorded, or waiting for its time).
 
@@ -164,7 +164,7 @@ class DeliveryWorker:
         self.wake()
         async with self._idle:
             await asyncio.wait_for(self._idle.wait_for(lambda: self._idle_round >= target),
-                                   timeout)
+                                   within)
 
     async def _run(self) -> None:
         while not self._stopping:
