@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from sqlalchemy import select
 
@@ -11,10 +9,10 @@ from bot.app import App
 from bot.core.clock import FakeClock
 from bot.core.messages import Outbound
 from bot.core.outbox import enqueue
-from storage.models import Account, InboundSeen, Incident, Outbox, OutboxStatus
+from storage.models import Account, Incident, Outbox, OutboxStatus
 from tests.auxil.fake_telegram import FakeTelegram
 from tests.auxil.fake_zalo import FakeZalo
-from tests.auxil.helpers import count, eventually, invite
+from tests.auxil.helpers import eventually, invite
 from tests.auxil.people import OFFICER_HX, Chat, link_everyone
 from tests.conftest import make_settings
 
@@ -160,41 +158,6 @@ async def test_cross_channel_case_zalo_teacher_telegram_officer(
     assert "Công an đã xử lý vụ việc." in outcome
 
 
-@pytest.fixture
-async def webhook_app(database_url, fake_telegram, fake_zalo, clock) -> AsyncIterator[App]:
-    settings = make_settings(database_url, fake_telegram, zalo=fake_zalo,
-                             zalo_webhook_url="https://bot.example.org/zalo/hook",
-                             zalo_webhook_secret=SECRET)
-    application = App(settings, clock)
-    await application.start()
-    yield application
-    await application.stop()
-
-
-async def test_forged_webhook_is_rejected_and_nothing_is_stored(
-        webhook_app: App, fake_zalo: FakeZalo, sessions) -> None:
-    url = f"http://127.0.0.1:{webhook_app.http_port}/zalo/hook"
-    assert fake_zalo.webhook_url == "https://bot.example.org/zalo/hook"
-    event = fake_zalo.event("z-forger", text="/help")
-    assert await fake_zalo.post_webhook(url, event, "not-the-secret") == 403
-    assert await fake_zalo.post_webhook(url, event, None) == 403
-    assert await count(sessions, InboundSeen) == 0
-    assert await count(sessions, Account) == 0
-
-
-async def test_webhook_wrapped_or_not_and_duplicate_delivery_processed_once(
-        webhook_app: App, fake_zalo: FakeZalo, sessions) -> None:
-    url = f"http://127.0.0.1:{webhook_app.http_port}/zalo/hook"
-    user = ZChat(fake_zalo, "z-hook")
-    first = fake_zalo.event("z-hook", text="/help", message_id="dup-1")
-    assert await fake_zalo.post_webhook(url, first, SECRET) == 200
-    assert await fake_zalo.post_webhook(url, first, SECRET, wrapped=True) == 200  # retried
-    second = fake_zalo.event("z-hook", text="/me", message_id="dup-2")
-    assert await fake_zalo.post_webhook(url, second, SECRET, wrapped=True) == 200
-    texts = await user.wait(2)
-    assert "111" in texts[0] and "chưa đăng ký" in texts[1]
-    assert await count(sessions, InboundSeen) == 2
-    assert await count(sessions, Outbox) == 2
 
 
 async def test_long_message_is_split_at_sensible_boundaries(
@@ -342,41 +305,3 @@ async def test_files_known_by_url_are_kept_and_shown_from_our_copy(
     assert uploaded == [jpeg]  # ...our copy still works
 
 
-async def test_webhook_delivery_survives_a_crash_between_200_and_handling(
-        database_url, fake_telegram: FakeTelegram, fake_zalo: FakeZalo, sessions, clock) -> None:
-    import asyncio
-
-    from storage.models import InboxItem
-
-    settings = make_settings(database_url, fake_telegram, zalo=fake_zalo,
-                             zalo_webhook_url="https://bot.example.org/zalo/hook",
-                             zalo_webhook_secret=SECRET)
-    first = App(settings, clock)
-    await first.start()
-    never = asyncio.Event()
-
-    async def dies_before_handling(_inbound, **_kw) -> bool:
-        await never.wait()
-        return True
-
-    first.dispatcher.handle = dies_before_handling  # type: ignore[method-assign]
-    url = f"http://127.0.0.1:{first.http_port}/zalo/hook"
-    event = fake_zalo.event("z-crash", text="/help")
-    assert await fake_zalo.post_webhook(url, event, SECRET) == 200  # Zalo will not resend
-    await first.inbox.stop(drain_seconds=0)  # the process dies here
-    await first.stop()
-    assert ZChat(fake_zalo, "z-crash").received() == []
-    assert await count(sessions, InboxItem, InboxItem.processed_at.is_(None)) == 1
-
-    second = App(settings, clock)
-    await second.start()  # replays the stored delivery
-    try:
-        [answer] = await ZChat(fake_zalo, "z-crash").wait(1)
-        assert "111" in answer
-        assert await count(sessions, InboxItem, InboxItem.processed_at.is_(None)) == 0
-        # Zalo delivering it once more changes nothing.
-        url = f"http://127.0.0.1:{second.http_port}/zalo/hook"
-        assert await fake_zalo.post_webhook(url, event, SECRET, wrapped=True) == 200
-        assert await count(sessions, Outbox) == 1
-    finally:
-        await second.stop()

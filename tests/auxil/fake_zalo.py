@@ -35,6 +35,7 @@ class FakeZalo(LoopbackServer):
 
     token: str = "1234567890:zalo-test-secret"
     webhook_url: str = ""
+    webhook_secret: str = ""
     _updates: list[dict[str, Any]] = field(default_factory=list)
     _faults: dict[str, list[ZaloFault]] = field(default_factory=dict)
 
@@ -167,7 +168,7 @@ class FakeZalo(LoopbackServer):
         secret = str(params.get("secret_token") or "")
         if not 8 <= len(secret) <= 256:
             return 400, "secret_token must be 8-256 characters"
-        self.webhook_url = str(params["url"])
+        self.webhook_url, self.webhook_secret = str(params["url"]), secret
         return 200, {"url": self.webhook_url, "updated_at": int(time.time() * 1000)}
 
     async def api_deleteWebhook(self, _p: dict[str, Any]) -> tuple[int, Any]:

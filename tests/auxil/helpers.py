@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from datetime import timedelta
 from typing import Any
 
@@ -48,12 +50,16 @@ POLL_INTERVAL = 0.01
 
 
 async def eventually(condition: Any, timeout: float = 10.0) -> None:
-    """Poll an async condition until it holds; fail with a clear message at the deadline."""
-    import asyncio
-
+    """Poll a condition (a plain or an async function) until it holds; fail with a clear
+    message at the deadline."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not await condition():
+
+    async def holds() -> bool:
+        result = condition()
+        return bool(await result) if inspect.isawaitable(result) else bool(result)
+
+    while not await holds():
         if loop.time() > deadline:
             raise AssertionError(f"condition {condition.__name__} not met within {timeout}s")
         await asyncio.sleep(POLL_INTERVAL)
