@@ -26,7 +26,8 @@ def test_catalogues_have_the_same_keys_and_placeholders() -> None:
 def test_every_message_key_used_in_code_exists() -> None:
     root = Path(__file__).resolve().parents[1]
     used = set()
-    for path in [*root.glob("handlers/*.py"), *root.glob("bot/*.py")]:
+    for path in [*root.glob("handlers/*.py"), *root.glob("bot/**/*.py"),
+                 *root.glob("schedules/*.py")]:
         used |= set(re.findall(r'(?:reply|t)\(\s*"([a-z_]+\.[a-z_.]+)"', path.read_text()))
     assert used, "the scan found no keys"
     assert used <= set(catalogues()["vi"])
@@ -104,3 +105,34 @@ def test_only_errors_that_may_go_away_by_themselves_are_retried() -> None:
     assert not is_transient(OperationalError("SELECT", {}, sqlite3.OperationalError(
         "no such column: x")))
     assert not is_transient(ValueError("not a number"))
+
+
+def test_choice_data_is_checked_where_it_is_built_and_read_back_safely() -> None:
+    from dataclasses import dataclass
+
+    from bot.core.choices import ChoiceData, ChoiceError, choice_data
+
+    @choice_data("t")
+    @dataclass(frozen=True)
+    class Pick(ChoiceData):
+        action: str
+        n: int
+        arg: str | None = None
+
+    assert Pick("close", 12, "resolved").pack() == "t:close:12:resolved"
+    assert Pick("view", 7).pack() == "t:view:7"  # a trailing empty field is left out
+    assert Pick.unpack("t:close:12:resolved") == Pick("close", 12, "resolved")
+    assert Pick.unpack("t:view:7") == Pick("view", 7)
+    for stale in ("t:view", "t:view:x", "t:view:²", "t:view:-1", "t:a:1:b:c", "u:view:7",
+                  "t::7", "t:view:1234567890123", None, ""):
+        assert Pick.unpack(stale) is None, stale
+    with pytest.raises(ChoiceError):
+        Pick("a" * 61, 1).pack()  # 65 bytes: refused where it is built
+    with pytest.raises(ChoiceError):
+        Pick("a:b", 1).pack()  # a colon would read back as another field
+    with pytest.raises(ChoiceError):
+        Pick("", 1).pack()
+    assert len(Pick("a" * 60, 1).pack().encode()) == 64  # the limit itself is fine
+    assert len(Pick("ă" * 30, 1).pack().encode()) == 64  # bytes, not characters, count
+    with pytest.raises(ChoiceError):
+        Pick("ă" * 31, 1).pack()
