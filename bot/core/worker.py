@@ -172,6 +172,7 @@ class DeliveryWorker:
             self._wake.clear()
             # Keep a small buffer of claimed rows (twice the concurrency): one claim serves
             # many sends. Top it up when new work was committed or when it runs low.
+            self._start_sends()  # rows already claimed go first: the claim may wait
             room = 2 * self.concurrency - len(self._ready) - len(self._tasks)
             claimed: list[Claimed] = []
             if self._kicked and room < ALERT_LANE:
@@ -199,13 +200,7 @@ class DeliveryWorker:
                     await self._release(back)
                 except Exception:
                     _LOGGER.exception("Could not hand back claimed rows; their lease will")
-            while self._ready and (len(self._tasks) < self.concurrency or (
-                    self._ready[0].priority <= Priority.ALERT
-                    and len(self._tasks) < self.concurrency + ALERT_LANE)):
-                row = self._ready.pop(0)
-                task = asyncio.create_task(self._deliver(row))
-                self._tasks[task] = row
-                task.add_done_callback(self._finished)
+            self._start_sends()
             if claimed and len(claimed) == room:
                 continue  # there may be more waiting
             if self._tasks or self._ready:
@@ -222,6 +217,23 @@ class DeliveryWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
+    def _start_sends(self) -> None:
+        """Start a send for each claimed row a slot is free for (alerts have extra slots);
+        rows of a paused channel stay claimed until they are handed back."""
+        paused = set(self._active_paused(self.clock.now()))
+        waiting = []
+        for row in self._ready:
+            free = len(self._tasks) < self.concurrency or (
+                row.priority <= Priority.ALERT
+                and len(self._tasks) < self.concurrency + ALERT_LANE)
+            if not free or row.channel in paused:
+                waiting.append(row)
+                continue
+            task = asyncio.create_task(self._deliver(row))
+            self._tasks[task] = row
+            task.add_done_callback(self._finished)
+        self._ready = waiting
+
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
         if not task.cancelled() and (exc := task.exception()) is not None:
@@ -229,6 +241,11 @@ class DeliveryWorker:
                 _LOGGER.warning("A delivery could not be recorded (%s)", type(exc).__name__)
             else:
                 _LOGGER.error("Delivery task crashed", exc_info=exc)
+        if not self._stopping:
+            # Refill the slot now, not when the loop next runs: the loop may be waiting for
+            # the database (a claim on SQLite waits for the write lock), and a slot left
+            # empty meanwhile is a send the pace cannot make up.
+            self._start_sends()
         self._wake.set()
 
     def _active_paused(self, now: datetime) -> list[str]:
