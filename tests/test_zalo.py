@@ -217,6 +217,25 @@ async def test_zalo_quirks_ok_false_429_and_unsupported_senders(
     assert "người lớn" in explained and "111" in explained
 
 
+@pytest.mark.parametrize("fault", [
+    {"raw": "<html><body>502 Bad Gateway</body></html>"},  # a 200 that is not JSON
+    {"error_code": None, "description": "system error"},  # {ok: false} without a code
+])
+async def test_an_answer_zalo_gives_no_reason_for_is_retried_not_dropped(
+        fault: dict, app: App, fake_zalo: FakeZalo, sessions, clock: FakeClock) -> None:
+    fake_zalo.fail("sendMessage", status=200, **fault)
+    fake_zalo.user_text("z-edge", "/help")
+
+    async def waiting_for_retry() -> bool:
+        rows = await _all(sessions, Outbox)
+        return [(r.status, r.attempts) for r in rows] == [(OutboxStatus.PENDING, 1)]
+
+    await eventually(waiting_for_retry)  # not DEAD: the message was not the problem
+    clock.advance(5)
+    [help_text] = await ZChat(fake_zalo, "z-edge").wait(1)
+    assert "111" in help_text
+
+
 async def test_polling_removes_a_leftover_webhook_first(
         database_url, fake_telegram, fake_zalo: FakeZalo, clock) -> None:
     fake_zalo.webhook_url = "https://old.example.org/hook"

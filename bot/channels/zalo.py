@@ -33,6 +33,7 @@ NAME = "zalo"
 SECRET_HEADER = "X-Bot-Api-Secret-Token"
 MAX_BACKOFF = 5.0  # seconds between polls while Zalo or the database is away
 PROBE_TIMEOUT = 3.0
+UNREADABLE = 502  # a 200 answer we cannot read: transient, retried
 
 
 
@@ -73,6 +74,15 @@ def _json(raw: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def _error_code(value: Any) -> int | None:
+    """Zalo's error_code as a number, if it sent a usable one."""
+    try:
+        code = int(value)
+    except (TypeError, ValueError):
+        return None
+    return code if code > 0 else None
 
 
 def _first(*values: Any) -> Any:
@@ -160,7 +170,11 @@ class ZaloChannel(Paced):
         body = _json(raw)
         if status == 200 and body.get("ok") is True:
             return body.get("result")
-        code = int(body.get("error_code") or (status if status != 200 else 400))
+        code = _error_code(body.get("error_code"))
+        if code is None:
+            # A 200 whose body is not JSON, or {ok: false} without a code, is the edge in
+            # trouble, not a verdict on the message: retry it (502), never drop it as a 400.
+            code = status if status != 200 else UNREADABLE
         raise ZaloApiError(code, str(body.get("description") or f"HTTP {status}"))
 
     async def start(self) -> None:

@@ -21,9 +21,10 @@ class ZaloFault:
     """A scripted reply for the next `times` calls of a method."""
 
     status: int
-    error_code: int
+    error_code: int | None  # None: Zalo's edge sometimes answers {ok: false} with no code
     times: int
     description: str = "scripted failure"
+    raw: str | None = None  # a body that is not JSON at all (an HTML error page)
 
 
 @dataclass
@@ -51,11 +52,13 @@ class FakeZalo(LoopbackServer):
 
     # ---- scripting -----------------------------------------------------------------------
 
-    def fail(self, method: str, *, status: int = 200, error_code: int = 400, times: int = 1,
-             description: str = "scripted failure") -> None:
-        """Answer the next calls of method with ok=false (HTTP status may still be 200)."""
+    def fail(self, method: str, *, status: int = 200, error_code: int | None = 400,
+             times: int = 1, description: str = "scripted failure",
+             raw: str | None = None) -> None:
+        """Answer the next calls of method with ok=false (HTTP status may still be 200), or
+        with raw, a body that is not JSON."""
         self._faults.setdefault(method, []).append(
-            ZaloFault(status, error_code, times, description))
+            ZaloFault(status, error_code, times, description, raw))
 
     def event(self, user_id: str, event_name: str = "message.text.received",
               message_id: str | None = None, **message: Any) -> dict[str, Any]:
@@ -139,8 +142,14 @@ class FakeZalo(LoopbackServer):
                 fault.times -= 1
                 if fault.times <= 0:
                     faults.pop(0)
-                return self._reply(fault.status, {"ok": False, "error_code": fault.error_code,
-                                                  "description": fault.description})
+                if fault.raw is not None:
+                    response = web.Response(text=fault.raw, status=fault.status,
+                                            content_type="text/html")
+                    return response
+                body = {"ok": False, "description": fault.description}
+                if fault.error_code is not None:
+                    body["error_code"] = fault.error_code
+                return self._reply(fault.status, body)
             handler = getattr(self, f"api_{method}", None)
             if handler is None:
                 return self._reply(404, {"ok": False, "error_code": 404,
