@@ -136,3 +136,14 @@ def test_choice_data_is_checked_where_it_is_built_and_read_back_safely() -> None
     assert len(Pick("ă" * 30, 1).pack().encode()) == 64  # bytes, not characters, count
     with pytest.raises(ChoiceError):
         Pick("ă" * 31, 1).pack()
+
+
+def test_split_text_counts_what_the_messengers_count_utf16_units() -> None:
+    from bot.core.messages import utf16_units
+
+    text = ("Cảnh báo 🚨 an toàn cho trẻ 👧👦. " * 120).strip()  # emoji are 2 units each
+    parts = split_text(text, 2000)
+    assert all(utf16_units(p) <= 2000 for p in parts)
+    assert len(parts) == 3 and utf16_units(text) > 4000 >= len(text)
+    assert all(p.endswith(".") for p in parts)  # cut after a sentence
+    assert " ".join(parts) == text

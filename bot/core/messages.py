@@ -94,20 +94,41 @@ class Outbound:
                    media)
 
 
+def utf16_units(text: str) -> int:
+    """Length as the messengers count it: UTF-16 code units (an emoji outside the BMP is 2)."""
+    return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
+
+
+def _fitting(text: str, limit: int) -> int:
+    """How many characters of text fit in limit UTF-16 code units."""
+    if utf16_units(text[:limit]) <= limit:
+        return min(len(text), limit)
+    low, high = 0, limit  # the answer lies in [low, high)
+    while high - low > 1:
+        middle = (low + high) // 2
+        if utf16_units(text[:middle]) <= limit:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
 def split_text(text: str, limit: int) -> list[str]:
-    """Split text into chunks of at most limit characters, at paragraph, line or word ends."""
+    """Split text into chunks of at most limit UTF-16 code units (how Telegram and Zalo count),
+    at paragraph, line, sentence or word ends."""
     chunks: list[str] = []
     rest = text
-    while len(rest) > limit:
-        window = rest[:limit]
+    while utf16_units(rest) > limit:
+        size = _fitting(rest, limit)
+        window = rest[:size]
         cut = -1
         for sep in ("\n\n", "\n", ". ", " "):
             pos = window.rfind(sep)
-            if pos > limit // 3:
+            if pos > size // 3:
                 cut = pos + len(sep)
                 break
         if cut <= 0:
-            cut = limit
+            cut = size
         chunks.append(rest[:cut].rstrip())
         rest = rest[cut:].lstrip()
     if not chunks:
