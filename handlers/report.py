@@ -258,7 +258,7 @@ async def flow(ctx: Context) -> None:
         return
     done = await handler(ctx, chosen, (inbound.text or "").strip())
     if not done:
-        if inbound.unsupported:
+        if inbound.unsupported and inbound.unsupported != "withheld":  # (already said)
             ctx.reply("error.unsupported_in_flow")
         _ask(ctx, ctx.conversation.step or step)
 

@@ -117,6 +117,50 @@ async def test_full_report_and_acknowledgement_over_zalo(
     assert incident.status == "acknowledged"
 
 
+async def test_a_message_zalo_withholds_mid_report_keeps_the_report_where_it_was(
+        app: App, fake_zalo: FakeZalo, sessions, clock) -> None:
+    """Zalo sends message.unsupported.received for adults' links, documents and contact
+    cards too: the teacher is told what happened, and the question they were at is asked
+    again, not replaced by 'this is a child's account'."""
+    await link_everyone(sessions, clock)
+    await _link_zalo(sessions, clock, "0901234567", "z-teacher")
+    teacher = ZChat(fake_zalo, "z-teacher")
+    await teacher.say("/report")
+    await teacher.say("2")  # not in danger now
+    await teacher.say("2")  # bullying
+    [told, asked] = await teacher.send_event(
+        fake_zalo.event("z-teacher", "message.unsupported.received"), replies=2)
+    assert "Zalo không cho bot đọc tin nhắn vừa rồi" in told and "bằng chữ hoặc bằng ảnh" in told
+    assert "111" in told
+    assert "mô tả" in asked.lower()  # the description question, again
+    [when] = await teacher.say("Các em lớp 9 chặn đường, lấy tiền của học sinh lớp 6.")
+    assert "khi nào" in when.lower()  # the report went on from where it was
+
+
+async def test_a_withheld_message_leaves_the_offered_options_open(
+        app: App, fake_zalo: FakeZalo, sessions, clock) -> None:
+    await link_everyone(sessions, clock)
+    await _link_zalo(sessions, clock, "0901234567", "z-teacher")
+    teacher = ZChat(fake_zalo, "z-teacher")
+    [menu] = await teacher.say("/menu")
+    assert menu.count("\n1. ") == 1 and "Báo cáo" in menu.split("\n1. ")[1].split("\n")[0]
+    await teacher.send_event(fake_zalo.event("z-teacher", "message.unsupported.received"))
+    [asked] = await teacher.say("1")  # still the menu's first option
+    assert "nguy hiểm" in asked
+
+
+async def test_a_withheld_message_without_a_message_object_is_answered_once(
+        app: App, fake_zalo: FakeZalo, sessions) -> None:
+    bare = {"event_name": "message.unsupported.received",
+            "from": {"id": "z-bare", "display_name": "Ba", "is_bot": False}}
+    [told] = await ZChat(fake_zalo, "z-bare").send_event(bare)
+    assert "Zalo không cho bot đọc" in told
+    fake_zalo.queue(dict(bare))  # delivered again: the same event, not a new one
+    fake_zalo.user_text("z-bare", "/help")
+    await ZChat(fake_zalo, "z-bare").wait(2)
+    assert len(ZChat(fake_zalo, "z-bare").received()) == 2
+
+
 async def test_cross_channel_case_zalo_teacher_telegram_officer(
         app: App, fake_zalo: FakeZalo, fake_telegram: FakeTelegram, sessions, clock) -> None:
     await link_everyone(sessions, clock)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 from typing import Any
@@ -85,27 +86,40 @@ def _error_code(value: Any) -> int | None:
     return code if code > 0 else None
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _first(*values: Any) -> Any:
     return next((v for v in values if v not in (None, "")), None)
 
 
 def _event_id(payload: dict[str, Any]) -> str | None:
-    """The message id of a raw event, if one can be found without trusting its shape."""
+    """The message id of a raw event, if one can be found without trusting its shape.
+
+    An event without a message object (Zalo sends `message.unsupported.received` so) has no
+    id of its own: a digest of the event stands in, the same for a redelivery of it."""
     event = payload.get("result") if isinstance(payload.get("result"), dict) else payload
     message = event.get("message") if isinstance(event, dict) else None
     value = message.get("message_id") if isinstance(message, dict) else None
-    return str(value)[:128] if isinstance(value, str | int) and value != "" else None
+    if isinstance(value, str | int) and value != "":
+        return str(value)[:128]
+    if isinstance(event, dict) and not isinstance(message, dict):
+        canonical = json.dumps(event, sort_keys=True, ensure_ascii=False, default=str)
+        return "digest-" + hashlib.sha256(canonical.encode()).hexdigest()[:32]
+    return None
 
 
 def to_inbound(payload: dict[str, Any]) -> Inbound | None:
     """Normalise one Zalo event (wrapped in {ok, result} or not); None for what is ignored."""
     event = payload.get("result", payload) if isinstance(payload.get("result"), dict) else payload
-    message = event.get("message") or {}
+    message = event.get("message") if isinstance(event.get("message"), dict) else {}
     name = event.get("event_name") or ""
-    sender = message.get("from") or {}
-    chat = message.get("chat") or {}
-    chat_id = _first(chat.get("id"), sender.get("id"))
-    message_id = message.get("message_id")
+    # Without a message object, the sender may still be given beside the event name.
+    sender = _mapping(message.get("from") or event.get("from") or event.get("sender"))
+    chat = _mapping(message.get("chat") or event.get("chat"))
+    chat_id = _first(chat.get("id"), sender.get("id"), event.get("user_id"))
+    message_id = message.get("message_id") or _event_id(event)
     if not chat_id or not message_id:
         return None
     if chat.get("chat_type", "PRIVATE").upper() != "PRIVATE" or sender.get("is_bot"):
@@ -132,7 +146,7 @@ def to_inbound(payload: dict[str, Any]) -> Inbound | None:
     if name == "message.sticker.received":
         return Inbound(**common, unsupported="sticker")
     if name == "message.unsupported.received":
-        return Inbound(**common, unsupported="protected")
+        return Inbound(**common, unsupported="withheld")
     return Inbound(**common, unsupported="other")
 
 

@@ -33,6 +33,7 @@ class Context:
     conversation: Conversation
     choice: str | None = None
     replies: list[Outbound] = field(default_factory=list)
+    keep_choices: bool = False  # the replies offer nothing new: earlier options stay open
 
     @property
     def person(self) -> Person | None:

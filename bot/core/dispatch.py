@@ -223,10 +223,17 @@ class Dispatcher:
     async def _route(self, ctx: Context, offered: list[list[str]]) -> None:
         inbound = ctx.inbound
         router = self.router
-        if inbound.unsupported == "protected":
-            # The messenger withheld the content (a protected sender, often a child):
-            # whatever flow they are in, the answer is the same, and never silence.
-            ctx.reply("error.protected")
+        if inbound.unsupported == "withheld":
+            # The messenger withheld the content (a link, a document, a contact card, or a
+            # protected sender, often a child): say so, and leave the conversation where it
+            # was; a flow asks its current question again, otherwise the options stay open.
+            ctx.reply("error.withheld")
+            flow = ctx.conversation.flow
+            if flow and flow in router.flows:
+                await router.flows[flow](ctx)
+            else:
+                ctx.conversation.choices = offered
+                ctx.keep_choices = True
             return
         if inbound.command is not None:
             handler = router.commands.get(inbound.command) or router.commands.get("__unknown__")
@@ -268,7 +275,8 @@ class Dispatcher:
                           now=now, priority=Priority.REPLY)
             if message.choices:
                 offered = [[c.key, c.label] for c in message.choices]
-        ctx.conversation.choices = offered
+        if offered or not ctx.keep_choices:
+            ctx.conversation.choices = offered
 
     async def _apologise(self, inbound: Inbound, from_inbox: bool = False) -> bool:
         """Record the event and tell the person something went wrong, so nothing is silent."""
