@@ -90,6 +90,9 @@ class Launcher:
             "SAFESCHOOL_TELEGRAM_REQUEST_TIMEOUT": "3",
             "SAFESCHOOL_HTTP_PORT": "0",
             "SAFESCHOOL_MEDIA_DIR": str(self.workdir / "media"),
+            # These processes run on the real clock: without this, a campaign queued after
+            # 21:00 in Vietnam waits for the morning and the test fails by time of day.
+            "SAFESCHOOL_QUIET_HOURS": "00:00-00:00",
             **self.env, **extra,
         })
         log_path = self.workdir / f"bot-{len(self.bots) + 1}.log"
