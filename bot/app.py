@@ -11,7 +11,7 @@ from aiohttp import web
 
 from bot.channels.telegram import USERNAME_KEY, TelegramChannel
 from bot.channels.zalo import ZaloChannel
-from bot.core.channel import Channel
+from bot.core.channel import Channel, FatalChannelError, TransientError
 from bot.core.clock import Clock
 from bot.core.dispatch import Dispatcher
 from bot.core.inbox import Inbox
@@ -28,6 +28,8 @@ from storage import db
 from storage.models import KeyValue
 
 _LOGGER = logging.getLogger(__name__)
+START_RETRY_FIRST = 1.0  # seconds before a channel that could not start is tried again
+START_RETRY_MAX = 60.0
 
 
 class ConfigError(Exception):
@@ -78,6 +80,7 @@ class App:
                                          settings.media_dir, self.case_tick,
                                          self.campaign_tick, settings.case_tick_seconds)
         self._runner: web.AppRunner | None = None
+        self.waiting: dict[str, asyncio.Task[None]] = {}  # channels still being started
         self.http_port: int | None = None
 
     async def tick(self) -> dict[str, int]:
@@ -122,7 +125,8 @@ class App:
         except db.DatabaseUnavailable:
             return web.json_response({"status": "error", "database": "unavailable"}, status=503)
         return web.json_response({"status": "ok", "database": "ok",
-                                  "channels": sorted(self.channels)})
+                                  "channels": sorted(self.channels),
+                                  "waiting": sorted(self.waiting)})
 
     async def start(self) -> None:
         """Migrate, then start the server, the channels, the worker and the scheduler."""
@@ -138,14 +142,50 @@ class App:
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.http_port = sockets[0].getsockname()[1] if sockets else self.settings.http_port
-        for channel in self.channels.values():
-            await channel.start()
+        for name, channel in self.channels.items():
+            await self._start_channel(name, channel)
         await self._remember_username()
         await self.worker.start()
         await self.tick()  # deadlines missed while we were down fire now, once
         self.scheduler.start()
         _LOGGER.info("SafeSchool Link is running (HTTP on %s:%s)", self.settings.http_host,
                      self.http_port)
+
+    async def _start_channel(self, name: str, channel: Channel) -> None:
+        """Start a channel; one that cannot be reached now is retried in the background
+        while the others run (its messages wait in the outbox). Only what an operator must
+        fix (FatalChannelError) stops the app."""
+        try:
+            await channel.start()
+        except TransientError as exc:
+            _LOGGER.warning("%s cannot be reached (%s); retrying in the background",
+                            name, exc)
+            self.worker.hold(name)
+            self.waiting[name] = asyncio.create_task(self._keep_starting(name, channel),
+                                                     name=f"start-{name}")
+
+    async def _keep_starting(self, name: str, channel: Channel) -> None:
+        delay = START_RETRY_FIRST
+        try:
+            while True:
+                await asyncio.sleep(delay)
+                try:
+                    await channel.start()
+                except TransientError as exc:
+                    delay = min(delay * 2, START_RETRY_MAX)
+                    _LOGGER.warning("%s still cannot be reached (%s); next try in %.0f s",
+                                    name, exc, delay)
+                    continue
+                except FatalChannelError as exc:
+                    _LOGGER.error("%s cannot run: %s", name, exc)
+                    return
+                _LOGGER.info("%s is up", name)
+                self.worker.resume(name)
+                if name == "telegram":
+                    await self._remember_username()
+                return
+        finally:
+            self.waiting.pop(name, None)
 
     async def _remember_username(self) -> None:
         telegram = self.channels.get("telegram")
@@ -166,6 +206,9 @@ class App:
         """
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        for task in list(self.waiting.values()):
+            task.cancel()
+        await asyncio.gather(*self.waiting.values(), return_exceptions=True)
         for channel in self.channels.values():
             try:
                 await channel.stop_receiving()

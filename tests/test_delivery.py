@@ -149,8 +149,8 @@ async def test_a_send_that_hangs_times_out_and_is_delivered_once_later(
         await application.stop()
 
 
-async def test_unreachable_telegram_at_start_is_one_clear_error(database_url, clock) -> None:
-    from bot.core.channel import FatalChannelError
+async def test_unreachable_telegram_at_start_is_said_once_and_retried(
+        database_url, clock, caplog: pytest.LogCaptureFixture) -> None:
     from bot.core.settings import Settings
 
     settings = Settings(_env_file=None, database_url=database_url, telegram_token="1:abcdefgh",
@@ -158,7 +158,10 @@ async def test_unreachable_telegram_at_start_is_one_clear_error(database_url, cl
                         telegram_request_timeout=1)
     application = App(settings, clock)
     try:
-        with pytest.raises(FatalChannelError, match="cannot reach the Telegram Bot API"):
-            await application.start()
+        await application.start()  # not fatal: it may come back, and nothing is lost meanwhile
+        assert list(application.waiting) == ["telegram"]
+        [said] = [r.getMessage() for r in caplog.records if "cannot be reached" in r.getMessage()]
+        assert "cannot reach the Telegram Bot API at http://127.0.0.1:9/bot" in said
     finally:
         await application.stop()
+    assert application.waiting == {}

@@ -248,29 +248,42 @@ class TelegramChannel(Paced):
         return self.bot.username if self._initialised else None
 
     async def start(self) -> None:
-        """Log in (getMe), then start receiving updates by webhook or long polling."""
+        """Log in (getMe), then start receiving updates by webhook or long polling.
+
+        Raises FatalChannelError for what an operator must fix (a rejected token, a webhook
+        URL Telegram refuses) and TransientError while Telegram cannot be reached (the app
+        retries).
+        """
         try:
             await self.bot.initialize()
         except InvalidToken as exc:
             raise FatalChannelError("Telegram rejected SAFESCHOOL_TELEGRAM_TOKEN") from exc
         except (NetworkError, TelegramError) as exc:
-            raise FatalChannelError(f"cannot reach the Telegram Bot API at "
-                                    f"{self.settings.telegram_api_url} ({exc.message})") from exc
+            raise TransientError(f"cannot reach the Telegram Bot API at "
+                                 f"{self.settings.telegram_api_url} ({exc.message})") from exc
         self._initialised = True
         self._stopping.clear()
-        if self.webhook:
-            secret = self.settings.telegram_webhook_secret
-            await self.bot.set_webhook(
-                url=self.settings.telegram_webhook_url or "",
-                secret_token=secret.get_secret_value() if secret else None,
-                allowed_updates=ALLOWED_UPDATES,
-            )
-            _LOGGER.info("Telegram webhook set; receiving on %s",
-                         self.settings.telegram_webhook_path)
-        else:
+        try:
+            if self.webhook:
+                secret = self.settings.telegram_webhook_secret
+                await self.bot.set_webhook(
+                    url=self.settings.telegram_webhook_url or "",
+                    secret_token=secret.get_secret_value() if secret else None,
+                    allowed_updates=ALLOWED_UPDATES,
+                )
+                _LOGGER.info("Telegram webhook set; receiving on %s",
+                             self.settings.telegram_webhook_path)
+                return
             await self.bot.delete_webhook(drop_pending_updates=False)
-            self._poller = asyncio.create_task(self._poll(), name="telegram-polling")
-            _LOGGER.info("Telegram long polling started")
+        except BadRequest as exc:
+            raise FatalChannelError(f"Telegram refused the webhook setting "
+                                    f"SAFESCHOOL_TELEGRAM_WEBHOOK_URL: {exc.message} "
+                                    "(it must be a public https:// URL)") from exc
+        except (NetworkError, TelegramError) as exc:
+            raise TransientError(f"Telegram's webhook API did not answer "
+                                 f"({exc.message})") from exc
+        self._poller = asyncio.create_task(self._poll(), name="telegram-polling")
+        _LOGGER.info("Telegram long polling started")
 
     async def _fetch(self, offset: int | None) -> Any:
         """One getUpdates call, returning the raw JSON list (parsed by us, defensively)."""

@@ -192,26 +192,39 @@ class ZaloChannel(Paced):
         raise ZaloApiError(code, str(body.get("description") or f"HTTP {status}"))
 
     async def start(self) -> None:
-        """Check the token, then start polling or register the webhook."""
-        self._http = aiohttp.ClientSession()
+        """Check the token, then start polling or register the webhook.
+
+        Raises FatalChannelError for what an operator must fix (a rejected token, a webhook
+        URL Zalo refuses) and TransientError while Zalo cannot be reached (the app retries).
+        """
+        if self._http is None:
+            self._http = aiohttp.ClientSession()
         self._stopping.clear()
         try:
             me = await self.call("getMe")
         except ZaloApiError as exc:
             if exc.code == 401:
                 raise FatalChannelError("Zalo rejected SAFESCHOOL_ZALO_TOKEN") from exc
-            raise FatalChannelError(f"cannot reach the Zalo Bot API at "
-                                    f"{self.settings.zalo_api_url} ({exc})") from exc
+            raise TransientError(f"cannot reach the Zalo Bot API at "
+                                 f"{self.settings.zalo_api_url} ({exc.code})") from exc
         _LOGGER.info("Zalo bot %s connected", (me or {}).get("account_name") or "?")
-        if self.webhook:
-            secret = self.settings.zalo_webhook_secret
-            await self.call("setWebhook", url=self.settings.zalo_webhook_url,
-                            secret_token=secret.get_secret_value() if secret else None)
-            _LOGGER.info("Zalo webhook set; receiving on %s", self.settings.zalo_webhook_path)
-        else:
+        try:
+            if self.webhook:
+                secret = self.settings.zalo_webhook_secret
+                await self.call("setWebhook", url=self.settings.zalo_webhook_url,
+                                secret_token=secret.get_secret_value() if secret else None)
+                _LOGGER.info("Zalo webhook set; receiving on %s",
+                             self.settings.zalo_webhook_path)
+                return
             await self._drop_webhook()
-            self._poller = asyncio.create_task(self._poll(), name="zalo-polling")
-            _LOGGER.info("Zalo long polling started")
+        except ZaloApiError as exc:
+            if exc.code in (400, 401, 403):
+                raise FatalChannelError(f"Zalo refused the webhook setting "
+                                        f"SAFESCHOOL_ZALO_WEBHOOK_URL: {exc.description} "
+                                        "(it must be a public https:// URL)") from exc
+            raise TransientError(f"Zalo's webhook API did not answer ({exc.code})") from exc
+        self._poller = asyncio.create_task(self._poll(), name="zalo-polling")
+        _LOGGER.info("Zalo long polling started")
 
     async def _drop_webhook(self) -> None:
         """A leftover webhook silently starves polling: remove it first."""

@@ -118,6 +118,7 @@ class DeliveryWorker:
         self._idle_round = -1  # the last loop that ended with nothing it could send
         self._idle = asyncio.Condition()
         self._paused: dict[str, datetime] = {}
+        self._held: set[str] = set()  # channels not started yet: their rows wait, untouched
         self._failures: dict[str, int] = {}  # consecutive failed rounds (probes) per channel
         self._probe_due: set[str] = set()  # paused for trouble: probe before sending again
         self._probes: dict[str, asyncio.Task[None]] = {}
@@ -248,10 +249,20 @@ class DeliveryWorker:
             self._start_sends()
         self._wake.set()
 
+    def hold(self, name: str) -> None:
+        """Send nothing through a channel until resume(name) (it is still starting)."""
+        self._held.add(name)
+
+    def resume(self, name: str) -> None:
+        """The channel is up: send its queue."""
+        self._held.discard(name)
+        self.wake()
+
     def _active_paused(self, now: datetime) -> list[str]:
-        """Channels that may not send now: paused, or waiting for a probe to succeed."""
-        return [name for name, until in self._paused.items()
-                if until > now or name in self._probe_due]
+        """Channels that may not send now: held, paused, or waiting for a probe to succeed."""
+        return [*self._held, *(name for name, until in self._paused.items()
+                               if (until > now or name in self._probe_due)
+                               and name not in self._held)]
 
     def _start_probes(self) -> None:
         """Probe each channel whose pause for trouble has run out (one probe at a time)."""

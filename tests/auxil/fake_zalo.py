@@ -177,6 +177,8 @@ class FakeZalo(LoopbackServer):
         secret = str(params.get("secret_token") or "")
         if not 8 <= len(secret) <= 256:
             return 400, "secret_token must be 8-256 characters"
+        if not str(params.get("url") or "").startswith("https://"):
+            return 400, "url must be https"
         self.webhook_url, self.webhook_secret = str(params["url"]), secret
         return 200, {"url": self.webhook_url, "updated_at": int(time.time() * 1000)}
 
