@@ -126,7 +126,10 @@ class App:
             return web.json_response({"status": "error", "database": "unavailable"}, status=503)
         return web.json_response({"status": "ok", "database": "ok",
                                   "channels": sorted(self.channels),
-                                  "waiting": sorted(self.waiting)})
+                                  "waiting": sorted(self.waiting),
+                                  "restarts": {name: getattr(channel, "restarts", 0)
+                                               for name, channel in sorted(self.channels.items())}
+                                  })
 
     async def start(self) -> None:
         """Migrate, then start the server, the channels, the worker and the scheduler."""

@@ -69,3 +69,25 @@ async def test_a_webhook_url_the_messenger_refuses_is_one_sentence(
     await app.stop()
     assert "SAFESCHOOL_ZALO_WEBHOOK_URL" in str(refused.value)
     assert "https://" in str(refused.value)
+
+
+async def test_an_intake_that_dies_unexpectedly_is_started_again_and_healthz_shows_it(
+        app: App, fake_zalo: FakeZalo, caplog: pytest.LogCaptureFixture) -> None:
+    zalo = app.channels["zalo"]
+    real_call = zalo.call
+    broken = {"left": 1}
+
+    async def call(method: str, *args, **kwargs):
+        if method == "getUpdates" and broken["left"]:
+            broken["left"] -= 1
+            raise RuntimeError("a bug nobody foresaw")
+        return await real_call(method, *args, **kwargs)
+
+    zalo.call = call  # type: ignore[method-assign]
+    # The running poll ends on its own (a long poll with nothing to read); the next one dies.
+    await eventually(lambda: zalo.restarts == 1, timeout=15)
+    fake_zalo.user_text("z-after", "/help")
+    await eventually(lambda: fake_zalo.texts("z-after"), timeout=15)
+    assert (await _health(app))["restarts"]["zalo"] == 1
+    [said] = [r.getMessage() for r in caplog.records if "intake stopped" in r.getMessage()]
+    assert "RuntimeError" in said and "a bug nobody foresaw" not in said

@@ -69,3 +69,25 @@ async def unless_stopping(work: Awaitable[object],
     with contextlib.suppress(BaseException):
         await fetch
     return None
+
+
+async def supervised(name: str, receive: Callable[[], Awaitable[None]], stopping: asyncio.Event,
+                     *, on_restart: Callable[[], None] = lambda: None,
+                     first: float = 1.0, most: float = 60.0) -> None:
+    """Run a channel's receiving loop; when it dies of an error nobody expected, log that (the
+    error's type only: never an update's content) and run it again after a backoff, until the
+    channel stops. Intake must never go deaf until a restart."""
+    delay = first
+    while not stopping.is_set():
+        try:
+            await receive()
+            return  # it ended on purpose: stopping, or a token the messenger rejected
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            on_restart()
+            _LOGGER.error("%s intake stopped on %s; starting it again in %.0f s", name,
+                          type(exc).__name__, delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+            delay = min(delay * 2, most)

@@ -37,7 +37,7 @@ from telegram.error import (
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBUserWarning
 
-from bot.channels.base import BadPayload, unless_stopping, webhook_handler
+from bot.channels.base import BadPayload, supervised, unless_stopping, webhook_handler
 from bot.channels.pacing import Paced, Pacer
 from bot.core.channel import (
     Accept,
@@ -235,6 +235,7 @@ class TelegramChannel(Paced):
                            group_per_minute=settings.telegram_group_per_minute,
                            margin=settings.pace_margin_seconds)
         self._poller: asyncio.Task[None] | None = None
+        self.restarts = 0  # times the intake died unexpectedly and was started again
         self._stopping = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
         self._initialised = False
@@ -282,7 +283,9 @@ class TelegramChannel(Paced):
         except (NetworkError, TelegramError) as exc:
             raise TransientError(f"Telegram's webhook API did not answer "
                                  f"({exc.message})") from exc
-        self._poller = asyncio.create_task(self._poll(), name="telegram-polling")
+        self._poller = asyncio.create_task(
+            supervised(NAME, self._poll, self._stopping, on_restart=self._restarted),
+            name="telegram-polling")
         _LOGGER.info("Telegram long polling started")
 
     async def _fetch(self, offset: int | None) -> Any:
@@ -295,6 +298,9 @@ class TelegramChannel(Paced):
             "getUpdates", api_kwargs=kwargs,
             read_timeout=self.settings.telegram_poll_timeout
             + self.settings.telegram_request_timeout)
+
+    def _restarted(self) -> None:
+        self.restarts += 1
 
     async def _poll(self) -> None:
         offset: int | None = None

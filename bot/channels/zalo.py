@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bot.channels.base import BadPayload, unless_stopping, webhook_handler
+from bot.channels.base import BadPayload, supervised, unless_stopping, webhook_handler
 from bot.channels.pacing import Paced, Pacer
 from bot.core.channel import (
     Accept,
@@ -164,6 +164,7 @@ class ZaloChannel(Paced):
         self._http: aiohttp.ClientSession | None = None
         self._stopping = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
+        self.restarts = 0  # times the intake died unexpectedly and was started again
         self.pacer = Pacer(settings.zalo_rate_per_second, chat_burst=settings.zalo_chat_burst,
                            margin=settings.pace_margin_seconds)
 
@@ -223,7 +224,9 @@ class ZaloChannel(Paced):
                                         f"SAFESCHOOL_ZALO_WEBHOOK_URL: {exc.description} "
                                         "(it must be a public https:// URL)") from exc
             raise TransientError(f"Zalo's webhook API did not answer ({exc.code})") from exc
-        self._poller = asyncio.create_task(self._poll(), name="zalo-polling")
+        self._poller = asyncio.create_task(
+            supervised(NAME, self._poll, self._stopping, on_restart=self._restarted),
+            name="zalo-polling")
         _LOGGER.info("Zalo long polling started")
 
     async def _drop_webhook(self) -> None:
@@ -237,6 +240,9 @@ class ZaloChannel(Paced):
         if info and info.get("url"):
             _LOGGER.warning("Removing a leftover Zalo webhook before polling")
             await self.call("deleteWebhook")
+
+    def _restarted(self) -> None:
+        self.restarts += 1
 
     async def _poll(self) -> None:
         """Long-poll; each event is stored before the next poll (Zalo has no acknowledgement,
