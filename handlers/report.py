@@ -28,6 +28,8 @@ DESCRIPTION_MAX = 3000
 PLACE_MAX = 300
 CHILDREN_MAX = 200
 DRAFT_TTL = timedelta(hours=24)
+# Steps whose own answer may be a number: a typed number there is the answer, not an option.
+TYPED_NUMBERS_ARE_TEXT = ("where", "children")
 ORDER = ("category", "school", "description", "when", "where", "children", "anonymous")
 _DATE = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})(?:[/.\-](\d{2,4}))?\s*$")
 
@@ -239,6 +241,9 @@ async def flow(ctx: Context) -> None:
         await _attachments(ctx, step)
         return
     chosen = ctx.chosen(ReportChoice)
+    if chosen is not None and inbound.choice is None and step in TYPED_NUMBERS_ARE_TEXT \
+            and parse_number(inbound.text or "") is not None:
+        chosen = None  # "1" at "how many children?" is one child, not the first option
     if chosen == ReportChoice("cancel"):
         await _cancel(ctx)
         return

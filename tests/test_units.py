@@ -147,3 +147,22 @@ def test_split_text_counts_what_the_messengers_count_utf16_units() -> None:
     assert len(parts) == 3 and utf16_units(text) > 4000 >= len(text)
     assert all(p.endswith(".") for p in parts)  # cut after a sentence
     assert " ".join(parts) == text
+
+
+def test_typed_answers_match_without_diacritics_case_punctuation_or_emoji() -> None:
+    from bot.core.context import matching_choices
+
+    offered = [["a", "✅ Tiếp nhận"], ["b", "Bắt nạt"], ["c", "Không"], ["d", "Khác"],
+               ["e", "Đe dọa, uy hiếp"]]
+    assert match_choice("tiep nhan", offered) == "a"
+    assert match_choice("TIẾP NHẬN!", offered) == "a"
+    assert match_choice("bat nat", offered) == "b"
+    assert match_choice("khong", offered) == "c"
+    assert match_choice("bắt", offered) == "b"  # an unambiguous start
+    assert match_choice("de doa", offered) == "e"  # đ is typed as d
+    assert match_choice("kh", offered) is None  # too short to be a start
+    assert [k for k, _ in matching_choices("kha", offered)] == ["d"]
+    assert [k for k, _ in matching_choices("Kh?", offered)] == []
+    assert match_choice("😀", offered) is None
+    both = [["x", "Khẩn cấp"], ["y", "Khẩn trương"]]
+    assert [k for k, _ in matching_choices("khan", both)] == ["x", "y"]  # ask which

@@ -137,6 +137,31 @@ async def test_a_message_zalo_withholds_mid_report_keeps_the_report_where_it_was
     assert "khi nào" in when.lower()  # the report went on from where it was
 
 
+async def test_typed_answers_work_as_people_type_them(
+        app: App, fake_zalo: FakeZalo, sessions, clock) -> None:
+    """No diacritics, a start of a label, an ambiguous start answered with just the
+    candidates, and a number that is the answer itself at "how many children?"."""
+    await link_everyone(sessions, clock)
+    await _link_zalo(sessions, clock, "0901234567", "z-teacher")
+    teacher = ZChat(fake_zalo, "z-teacher")
+    await teacher.say("/report")
+    await teacher.say("khong")  # "Không" (not in danger now), typed without diacritics
+    [which] = await teacher.say("bao luc")  # physical violence, or family violence?
+    assert "Bạn muốn chọn mục nào?" in which
+    assert "1. Bạo lực thể chất\n2. Bạo lực gia đình" in which and "3." not in which
+    [described] = await teacher.say("2")
+    assert "mô tả" in described.lower()
+    await teacher.say("Bố đánh em nhiều lần, em có vết bầm ở tay.")
+    await teacher.say("hom nay")
+    await teacher.say("Ở nhà")
+    [next_step] = await teacher.say("1")  # one child: not option 1 ("Không rõ")
+    assert "công an có được biết" in next_step.lower()
+    await teacher.say("1")
+    await teacher.say("1")  # send
+    [incident] = await _all(sessions, Incident)
+    assert incident.category == "family_violence" and incident.children == "1"
+
+
 async def test_a_withheld_message_leaves_the_offered_options_open(
         app: App, fake_zalo: FakeZalo, sessions, clock) -> None:
     await link_everyone(sessions, clock)

@@ -135,16 +135,44 @@ def _fold(text: str) -> str:
     return unicodedata.normalize("NFC", text).strip().casefold()
 
 
-def match_choice(text: str, offered: list[list[str]]) -> str | None:
-    """Map a typed number ("2") or an option's label to the offered choice key."""
+def plain(text: str) -> str:
+    """Text as people type it on a phone in a hurry: without diacritics (đ is d), case,
+    punctuation or emoji; spaces collapsed."""
+    decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
+    kept = "".join(ch if unicodedata.category(ch)[0] in "LN" else " " for ch in decomposed
+                   if unicodedata.category(ch) != "Mn")
+    return " ".join(kept.casefold().split())
+
+
+PREFIX_MIN = 3  # letters a typed start of an option needs before it counts
+
+
+def matching_choices(text: str, offered: list[list[str]]) -> list[list[str]]:
+    """The offered choices a typed answer may mean: its number ("2"), its label as written,
+    its label without diacritics, case, punctuation or emoji ("tiep nhan" for "✅ Tiếp
+    nhận"), or the start of one or more labels ("bat" for "Bắt nạt")."""
     folded = _fold(text).rstrip(".)")
     n = parse_number(folded)
     if n is not None:
-        return offered[n - 1][0] if 1 <= n <= len(offered) else None
-    for key, label in offered:
-        if _fold(label) == folded:
-            return key
-    return None
+        return [offered[n - 1]] if 1 <= n <= len(offered) else []
+    exact = [c for c in offered if _fold(c[1]) == folded]
+    if exact:
+        return exact[:1]
+    typed = plain(text)
+    if not typed:
+        return []
+    same = [c for c in offered if plain(c[1]) == typed]
+    if same:
+        return same
+    if len(typed.replace(" ", "")) < PREFIX_MIN:
+        return []
+    return [c for c in offered if plain(c[1]).startswith(typed)]
+
+
+def match_choice(text: str, offered: list[list[str]]) -> str | None:
+    """The one offered choice key a typed answer means, or None (none, or several)."""
+    found = matching_choices(text, offered)
+    return found[0][0] if len(found) == 1 else None
 
 
 def parse_number(text: str, limit: int = 10**9) -> int | None:

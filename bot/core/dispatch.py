@@ -15,9 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.core.clock import Clock
-from bot.core.context import Context, Router, language_of, match_choice
+from bot.core.context import Context, Router, language_of, matching_choices
 from bot.core.i18n import Translator
-from bot.core.messages import Inbound, Outbound
+from bot.core.messages import Choice, Inbound, Outbound
 from bot.core.outbox import enqueue
 from bot.core.settings import Settings
 from storage import db
@@ -242,7 +242,11 @@ class Dispatcher:
             return
         key = inbound.choice
         if key is None and inbound.text is not None and offered:
-            key = match_choice(inbound.text, offered)
+            found = matching_choices(inbound.text, offered)
+            if len(found) > 1:  # "kh" for "Không" and "Khác": ask which, with just those
+                ctx.reply("choices.ambiguous", [Choice(k, label) for k, label in found])
+                return
+            key = found[0][0] if found else None
         if key is not None:
             ctx.choice = key
             prefix = key.split(":", 1)[0]
