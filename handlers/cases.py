@@ -257,6 +257,26 @@ async def reporter_text(ctx: Context) -> None:
     ctx.reply("reporter.reply.sent", ref=incident.ref)
 
 
+async def answer_typed_directly(ctx: Context, text: str) -> bool:
+    """A reporter types an answer without pressing Reply: it goes to the officer when one
+    question waits for them; with several, they are asked which case it is about."""
+    service, who = case_service(ctx), actor(ctx)
+    waiting = await service.awaiting_answer(who)
+    if not waiting:
+        return False
+    if len(waiting) > 1:
+        ctx.reply("reporter.reply.which", [
+            CaseChoice("reply", i.id).choice(i.ref) for i in waiting[:CHOICES_MAX]])
+        return True
+    if len(text) > TEXT_MAX:
+        ctx.reply("report.too_long", max=TEXT_MAX, length=len(text))
+        return True
+    incident = await service.answer(who, waiting[0].id, text, [],
+                                    key=f"{ctx.inbound.channel}:{ctx.inbound.event_id}")
+    ctx.reply("reporter.reply.sent", ref=incident.ref)
+    return True
+
+
 # ---- lists ------------------------------------------------------------------------------------
 
 async def list_cases(ctx: Context) -> None:

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from bot.core.choices import ChoiceData, choice_data
 from bot.core.context import Context, Router
+from bot.core.messages import Choice
 from bot.core.settings import LANGUAGES
 from handlers import cases, registration, report
 from handlers.consent import resume_if_stopped
@@ -115,7 +116,7 @@ async def unknown_command(ctx: Context) -> None:
 async def plain_text(ctx: Context) -> None:
     """Outside any flow: strangers may be typing a code; members get the menu."""
     text = (ctx.inbound.text or "").strip()
-    if not ctx.roles or registration.looks_like_code(text):
+    if not ctx.roles:
         if registration.looks_like_code(text):
             await registration.redeem(ctx, text)
         elif ctx.inbound.unsupported or not text:
@@ -123,8 +124,19 @@ async def plain_text(ctx: Context) -> None:
         else:
             ctx.reply("welcome.stranger")
         return
+    # A member may join another school with a code, but "xem sau" is words, not a code:
+    # from members, only what is typed the way codes are printed counts as one.
+    if registration.looks_like_code(text) and " " not in text and (
+            text.isupper() or any(ch.isdigit() for ch in text)):
+        await registration.redeem(ctx, text)
+        return
     if ctx.inbound.unsupported or not text:
         ctx.reply("error.unsupported", choices=main_menu(ctx))
+        return
+    if await cases.answer_typed_directly(ctx, text):
+        return
+    if ctx.offered:  # words that are none of the options just offered: offer them again
+        ctx.reply("choices.again", [Choice(key, label) for key, label in ctx.offered])
         return
     ctx.reply("menu.prompt", choices=main_menu(ctx))
 

@@ -162,6 +162,36 @@ async def test_typed_answers_work_as_people_type_them(
     assert incident.category == "family_violence" and incident.children == "1"
 
 
+async def test_an_officer_who_types_a_word_keeps_the_alert_options_and_a_reporter_answers_directly(
+        app: App, fake_zalo: FakeZalo, sessions, clock) -> None:
+    await link_everyone(sessions, clock)
+    await _link_zalo(sessions, clock, "0901234567", "z-teacher")
+    await _link_zalo(sessions, clock, "0912345678", "z-officer")
+    teacher, officer = ZChat(fake_zalo, "z-teacher"), ZChat(fake_zalo, "z-officer")
+    for answer in ("/report", "2", "2", "Các em lớp 9 chặn đường lấy tiền.", "1", "Cổng",
+                   "2 em", "1"):
+        await teacher.say(answer)
+    await teacher.say("1")  # send
+    [incident] = await _all(sessions, Incident)
+    [alert] = await officer.wait(1)
+    assert incident.ref in alert
+    [again] = await officer.say("xem sau")  # no option: the alert's options, not the menu
+    assert "1. ✅ Tiếp nhận" in again and "Báo cáo" not in again
+    [ack] = await officer.say("1")
+    assert "Bạn đã tiếp nhận" in ack
+
+    await officer.say("2")  # ask the reporter (after the ack: view, ask, note, …)
+    [sent] = await officer.say("Các em bị lấy bao nhiêu tiền?")
+    assert incident.ref in sent
+    await teacher.wait_text("Các em bị lấy bao nhiêu tiền?")
+    [relayed] = await teacher.say("Khoảng 50 nghìn mỗi em.")  # typed, no Reply first
+    assert "Đã chuyển câu trả lời" in relayed
+    answer = await officer.wait_text("Khoảng 50 nghìn mỗi em.")
+    assert incident.ref in answer
+    [menu] = await teacher.say("cảm ơn")  # answered: no question waits any more
+    assert "Đã chuyển câu trả lời" not in menu
+
+
 async def test_a_withheld_message_leaves_the_offered_options_open(
         app: App, fake_zalo: FakeZalo, sessions, clock) -> None:
     await link_everyone(sessions, clock)

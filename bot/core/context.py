@@ -34,6 +34,7 @@ class Context:
     choice: str | None = None
     replies: list[Outbound] = field(default_factory=list)
     keep_choices: bool = False  # the replies offer nothing new: earlier options stay open
+    offered: list[list[str]] = field(default_factory=list)  # the options open before this
 
     @property
     def person(self) -> Person | None:

@@ -191,6 +191,7 @@ class Dispatcher:
             ctx = Context(session, self.settings, self.clock, inbound, account, conversation)
             offered = list(conversation.choices or [])
             conversation.choices = []
+            ctx.offered = offered
             await self._route(ctx, offered)
             if flooding:
                 window = int(now.timestamp()) // FLOOD_NOTICE_WINDOW

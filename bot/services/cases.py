@@ -699,6 +699,22 @@ class CaseService:
         """Check that the actor reported this case before they type an answer."""
         return await self._for_reporter(actor, case_id, "reply")
 
+    async def awaiting_answer(self, actor: Actor) -> list[Incident]:
+        """The actor's own open cases where an officer's question has not been answered yet
+        (so text they type outside any flow can go to the one that waits for it)."""
+        if actor.person is None:
+            return []
+        asked = func.max(IncidentEvent.id).filter(IncidentEvent.kind == "question")
+        answered = func.max(IncidentEvent.id).filter(IncidentEvent.kind == "answer")
+        rows = (await self.session.execute(
+            select(Incident).join(IncidentEvent, IncidentEvent.incident_id == Incident.id)
+            .where(Incident.reporter_person_id == actor.person.id,
+                   Incident.status != IncidentStatus.CLOSED)
+            .group_by(Incident.id)
+            .having(asked.is_not(None), or_(answered.is_(None), answered < asked))
+            .order_by(Incident.id))).scalars().all()
+        return list(rows)
+
     async def answer(self, actor: Actor, case_id: int, text: str | None,
                      attachments: list[Attachment], *, key: str) -> Incident:
         """Relay the reporter's answer (text and/or files) to the officer on the case;
