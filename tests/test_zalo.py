@@ -216,6 +216,29 @@ async def test_a_withheld_message_without_a_message_object_is_answered_once(
     assert len(ZChat(fake_zalo, "z-bare").received()) == 2
 
 
+async def test_zalo_prompts_speak_of_what_zalo_can_do(
+        app: App, fake_zalo: FakeZalo, fake_telegram: FakeTelegram, sessions, clock) -> None:
+    """No buttons to press, no video, no location to share on Zalo; a long menu's hint is a
+    range; the same flow on Telegram keeps its own words."""
+    await link_everyone(sessions, clock)
+    await _link_zalo(sessions, clock, "0901234567", "z-teacher")
+    teacher = ZChat(fake_zalo, "z-teacher")
+    await teacher.say("/report")
+    [categories] = await teacher.say("2")
+    assert categories.endswith("Trả lời bằng số (1–11).")
+    [describe] = await teacher.say("2")
+    await teacher.say("Các em lớp 9 chặn đường lấy tiền.")
+    [where] = await teacher.say("1")
+    said = "\n".join(teacher.received()).lower()
+    assert "video" not in describe.lower() and "vị trí" not in where.lower()
+    assert "bấm" not in said and "nút" not in said
+    on_telegram = Chat(fake_telegram, 902)  # another liaison, on Telegram
+    await on_telegram.say("/report")
+    await on_telegram.tap("report:danger:no")
+    [described_tg] = await on_telegram.tap("report:cat:bullying")
+    assert "video" in described_tg
+
+
 async def test_cross_channel_case_zalo_teacher_telegram_officer(
         app: App, fake_zalo: FakeZalo, fake_telegram: FakeTelegram, sessions, clock) -> None:
     await link_everyone(sessions, clock)

@@ -44,12 +44,18 @@ def numbered_menu(message: Outbound) -> Outbound:
     answers with the number (the dispatcher maps it back to the choice)."""
     if not message.choices:
         return message
-    t = Translator(message.language or "vi")
+    t = Translator(message.language or "vi", NAME)
     lines = [f"{n}. {c.label}" for n, c in enumerate(message.choices, start=1)]
-    numbers = [str(n) for n in range(1, len(message.choices) + 1)]
-    spoken = numbers[0] if len(numbers) == 1 else \
-        f"{', '.join(numbers[:-1])} {t('choices.or')} {numbers[-1]}"
-    menu = "\n".join(lines) + "\n" + t("choices.hint", numbers=spoken)
+    count = len(message.choices)
+    if count == 1:
+        hint = t("choices.hint_one")
+    elif count <= 4:
+        numbers = [str(n) for n in range(1, count + 1)]
+        hint = t("choices.hint", numbers=f"{', '.join(numbers[:-1])} {t('choices.or')} "
+                                          f"{numbers[-1]}")
+    else:
+        hint = t("choices.hint_range", last=count)
+    menu = "\n".join(lines) + "\n" + hint
     return Outbound(f"{message.text}\n\n{menu}", message.choices, message.media,
                     message.language)
 

@@ -54,7 +54,7 @@ class Context:
     @property
     def t(self) -> Translator:
         """Return the translator for this person's language."""
-        return Translator(self.language)
+        return Translator(self.language, self.inbound.channel)
 
     def chosen(self, kind: type[C]) -> C | None:
         """The choice this message carries, read as kind (None if it is not one, or stale)."""

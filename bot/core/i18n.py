@@ -51,16 +51,22 @@ def catalogues() -> dict[str, dict[str, str]]:
 
 
 class Translator:
-    """Text in one language; falls back to Vietnamese, never to a raw key silently."""
+    """Text in one language; falls back to Vietnamese, never to a raw key silently.
 
-    def __init__(self, language: str) -> None:
+    With a channel, a message written for that messenger wins: `report.where@zalo` says
+    nothing of sharing a location, which a Zalo bot cannot receive."""
+
+    def __init__(self, language: str, channel: str | None = None) -> None:
         self.language = language if language in LANGUAGES else "vi"
+        self.channel = channel
         self._messages = catalogues()[self.language]
 
     def __call__(self, key: str, **values: object) -> str:
         """Return the text for key with values filled in."""
-        try:
-            text = self._messages[key]
-        except KeyError:
-            raise CatalogueError(f"no message {key!r}") from None
+        text = self._messages.get(f"{key}@{self.channel}") if self.channel else None
+        if text is None:
+            try:
+                text = self._messages[key]
+            except KeyError:
+                raise CatalogueError(f"no message {key!r}") from None
         return text.format(**values) if values else text

@@ -188,7 +188,7 @@ async def notify(session: AsyncSession, person_id: int, compose: Callable[[Trans
     if person is None or account is None:
         return False
     language = person.language or account.language or default_language
-    message = compose(Translator(language))
+    message = compose(Translator(language, account.channel))
     message.language = language
     await enqueue(session, account, message, key=key, now=now, priority=priority)
     if message.choices:
