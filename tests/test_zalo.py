@@ -358,6 +358,21 @@ async def test_an_answer_zalo_gives_no_reason_for_is_retried_not_dropped(
     assert "111" in help_text
 
 
+async def test_nothing_new_answered_as_200_ok_false_is_an_empty_poll(
+        database_url, fake_telegram: FakeTelegram, fake_zalo: FakeZalo, clock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    fake_zalo.nothing_new_status = 200
+    application = App(make_settings(database_url, fake_telegram, zalo=fake_zalo), clock)
+    await application.start()
+    try:
+        await eventually(lambda: sum(c.method == "getUpdates" for c in fake_zalo.calls) >= 2)
+        [answer] = await ZChat(fake_zalo, "z-poll-200").say("/help")
+        assert "111" in answer
+        assert not [r for r in caplog.records if "Zalo polling failed" in r.getMessage()]
+    finally:
+        await application.stop()
+
+
 async def test_polling_removes_a_leftover_webhook_first(
         database_url, fake_telegram, fake_zalo: FakeZalo, clock) -> None:
     fake_zalo.webhook_url = "https://old.example.org/hook"

@@ -37,6 +37,9 @@ class FakeZalo(LoopbackServer):
     token: str = "1234567890:zalo-test-secret"
     webhook_url: str = ""
     webhook_secret: str = ""
+    # "Nothing new" as HTTP 408 (what the documentation shows) or as 200 {ok: false,
+    # error_code: 408} (what some clients report): the bot must read both as an empty poll.
+    nothing_new_status: int = 408
     _updates: list[dict[str, Any]] = field(default_factory=list)
     _faults: dict[str, list[ZaloFault]] = field(default_factory=dict)
 
@@ -156,8 +159,9 @@ class FakeZalo(LoopbackServer):
                                          "description": "method not found"})
             status, result = await handler(params)
             if status != 200:
-                return self._reply(status, {"ok": False, "error_code": status,
-                                            "description": result})
+                http = self.nothing_new_status if status == 408 else status
+                return self._reply(http, {"ok": False, "error_code": status,
+                                          "description": result})
             if method.startswith("send"):
                 params["_ok"] = True
             return self._reply(200, {"ok": True, "result": result})
