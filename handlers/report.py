@@ -29,7 +29,7 @@ PLACE_MAX = 300
 CHILDREN_MAX = 200
 DRAFT_TTL = timedelta(hours=24)
 # Steps whose own answer may be a number: a typed number there is the answer, not an option.
-TYPED_NUMBERS_ARE_TEXT = ("where", "children")
+TYPED_NUMBERS_ARE_TEXT = ("children",)
 ORDER = ("category", "school", "description", "when", "where", "children", "anonymous")
 _DATE = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})(?:[/.\-](\d{2,4}))?\s*$")
 

@@ -228,3 +228,18 @@ async def test_a_forged_reply_button_is_refused_in_the_chat(
     officer = Chat(fake_telegram, OFFICER_HX)
     await officer.wait(1)  # the alert
     assert not any("Tôi biết chuyện này" in t for t in officer.received())
+
+
+@pytest.mark.usefixtures("people")
+async def test_a_typed_answer_with_two_questions_waiting_asks_which_case(
+        app: App, fake_telegram: FakeTelegram, as_) -> None:
+    first, second = await _report(as_), await _report(as_)
+    for case_id in (first, second):
+        await as_(OFFICER_HX, lambda s, a, c=case_id: s.ask(a, c, "Em nào bị đánh?"))
+    teacher = Chat(fake_telegram, LIAISON_HX)
+    await teacher.wait(2)  # both questions arrived
+    [which] = await teacher.say("Em lớp 6A.")
+    assert "vụ việc nào" in which
+    assert [data for _label, data in teacher.last_buttons()] == [
+        f"case:reply:{first}", f"case:reply:{second}"]
+    assert await as_(LIAISON_HX, lambda s, a: s.awaiting_answer(a)) != []  # nothing sent yet

@@ -166,3 +166,10 @@ def test_typed_answers_match_without_diacritics_case_punctuation_or_emoji() -> N
     assert match_choice("😀", offered) is None
     both = [["x", "Khẩn cấp"], ["y", "Khẩn trương"]]
     assert [k for k, _ in matching_choices("khan", both)] == ["x", "y"]  # ask which
+
+
+def test_split_text_does_not_cut_inside_a_quotation_when_it_can_avoid_it() -> None:
+    quoted = "“" + "Em bị đánh ở cổng trường. Em sợ lắm. " * 8 + "”"
+    text = "Cán bộ hỏi thêm. " * 10 + quoted + " Cảm ơn."
+    parts = split_text(text, 400)
+    assert all(p.count("“") == p.count("”") for p in parts)  # the quotation stays whole

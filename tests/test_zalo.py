@@ -253,7 +253,7 @@ async def test_cross_channel_case_zalo_teacher_telegram_officer(
     await teacher.send_event(image, replies=2)
     await teacher.say("1")  # now
     await teacher.say("1")  # skip place
-    await teacher.say("1")  # children unknown
+    await teacher.say("1")  # one child (a number is the answer here)
     await teacher.say("2")  # anonymous
     await teacher.say("1")  # send
     [incident] = await _all(sessions, Incident)

@@ -113,6 +113,27 @@ def _fitting(text: str, limit: int) -> int:
     return low
 
 
+def _inside_quotes(text: str) -> bool:
+    """Tell whether text ends inside a quotation (“…” or "…")."""
+    return text.count("“") > text.count("”") or text.count('"') % 2 == 1
+
+
+def _best_cut(window: str, floor: int) -> int:
+    """Where to cut a window: after a paragraph, a line, a sentence or a word (in that order
+    of preference), outside a quotation if any such place is; else at the window's end."""
+    fallback = -1
+    for sep in ("\n\n", "\n", ". ", " "):
+        pos = window.rfind(sep)
+        while pos > floor:
+            cut = pos + len(sep)
+            if not _inside_quotes(window[:cut]):
+                return cut
+            if fallback < 0:
+                fallback = cut
+            pos = window.rfind(sep, 0, pos)
+    return fallback if fallback > 0 else len(window)
+
+
 def split_text(text: str, limit: int) -> list[str]:
     """Split text into chunks of at most limit UTF-16 code units (how Telegram and Zalo count),
     at paragraph, line, sentence or word ends."""
@@ -121,14 +142,7 @@ def split_text(text: str, limit: int) -> list[str]:
     while utf16_units(rest) > limit:
         size = _fitting(rest, limit)
         window = rest[:size]
-        cut = -1
-        for sep in ("\n\n", "\n", ". ", " "):
-            pos = window.rfind(sep)
-            if pos > size // 3:
-                cut = pos + len(sep)
-                break
-        if cut <= 0:
-            cut = size
+        cut = _best_cut(window, size // 3)
         chunks.append(rest[:cut].rstrip())
         rest = rest[cut:].lstrip()
     if not chunks:
