@@ -49,13 +49,21 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-async def prepare(url: str, parents: int, reset: bool) -> None:
-    """Migrate, import a small directory, and generate the parents."""
+async def reset_schema(url: str) -> None:
+    """Drop and recreate PostgreSQL's public schema (a benchmark starts from nothing)."""
     engine = db.create_engine(url)
-    if reset and engine.dialect.name == "postgresql":
+    if engine.dialect.name == "postgresql":
         async with engine.begin() as conn:
             await conn.execute(text("DROP SCHEMA public CASCADE"))
             await conn.execute(text("CREATE SCHEMA public"))
+    await engine.dispose()
+
+
+async def prepare(url: str, parents: int, reset: bool) -> None:
+    """Migrate, import a small directory, and generate the parents."""
+    if reset:
+        await reset_schema(url)
+    engine = db.create_engine(url)
     await db.upgrade(engine)
     sessions = db.sessionmaker(engine)
     with tempfile.TemporaryDirectory() as folder:

@@ -28,7 +28,11 @@ def _most_in_any_window(times: list[float], window: float) -> int:
 
 
 async def test_the_pacer_never_lets_n_plus_1_sends_into_one_second_nor_2_into_a_chats():
-    pacer = Pacer(100, chat_burst=1, margin=0.0)
+    # The time recorded is when each sender resumed, which lags its grant by however long the
+    # event loop took to get to it (tens of ms on a loaded 2-core machine): the margin, as in
+    # production (SAFESCHOOL_PACE_MARGIN_SECONDS), absorbs that, so the test measures the
+    # pacer and not the machine.
+    pacer = Pacer(100, chat_burst=1, margin=0.05)
     granted: dict[str, list[float]] = {}
 
     async def send(chat: str) -> None:
