@@ -37,6 +37,7 @@ class CampaignAction(ChoiceData):
     action: str
     campaign_id: int
 
+
 def _admin_areas(ctx: Context) -> list[int]:
     return sorted({r.area_id for r in ctx.roles if r.role == Role.ADMIN and r.area_id})
 

@@ -22,6 +22,7 @@ class AlertsChoice(ChoiceData):
 
     channel: str
 
+
 async def link(ctx: Context) -> None:
     """/link: show a one-time code to send from the other messenger (or redeem one)."""
     if ctx.inbound.args:

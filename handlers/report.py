@@ -49,6 +49,7 @@ def _answer(chosen: ReportChoice | None, action: str) -> str | None:
     """What was picked for this step, if the choice answers it."""
     return chosen.value if chosen is not None and chosen.action == action else None
 
+
 def reporter_schools(ctx: Context) -> dict[int, str]:
     """Return the schools this person may report for, with the role they hold there."""
     schools: dict[int, str] = {}

@@ -31,6 +31,7 @@ from storage.models import (
 
 _LOGGER = logging.getLogger(__name__)
 
+
 def _clean(value: str | None) -> str | None:
     """Make text storable: drop NUL characters and lone surrogates (PostgreSQL and UTF-8
     refuse both), keep everything else."""

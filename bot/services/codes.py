@@ -15,6 +15,7 @@ ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH = 10  # 31**10 ≈ 8e14 possibilities: brute force is hopeless behind the rate limit
 PARENT_CODE_LENGTH = 8
 
+
 def random_code(length: int = CODE_LENGTH) -> str:
     """Return a random code from the unambiguous alphabet."""
     return "".join(secrets.choice(ALPHABET) for _ in range(length))
