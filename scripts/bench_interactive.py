@@ -56,17 +56,13 @@ async def measure(fake: FakeTelegram, users: int, command: list[str], env: dict[
     bot = subprocess.Popen(command, env=env, cwd=workdir, stdout=log,  # noqa: ASYNC220
                            stderr=subprocess.STDOUT)
     try:
-        while fake.updates_served == 0:
-            if bot.poll() is not None:
-                raise SystemExit(f"the bot exited: see {log.name}")
-            await asyncio.sleep(0.001)
-        start = time.monotonic()
-        deadline = start + 600
-        while fake.sent_total - before < users:
-            if time.monotonic() > deadline or bot.poll() is not None:
-                raise SystemExit(f"only {fake.sent_total - before} of {users} answered: "
-                                 f"see {log.name}")
-            await asyncio.sleep(0.005)
+        try:  # the fake re-checks after every call it answers: no polling here
+            await fake.wait_for(lambda: fake.updates_served > 0, 120)
+            start = time.monotonic()
+            await fake.wait_for(lambda: fake.sent_total - before >= users, 600)
+        except TimeoutError:
+            raise SystemExit(f"only {fake.sent_total - before} of {users} answered "
+                             f"(bot exit code {bot.poll()}): see {log.name}") from None
         return users / (time.monotonic() - start)
     finally:
         bot.terminate()
