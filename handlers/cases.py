@@ -171,8 +171,18 @@ async def _start_reply(ctx: Context, chosen: CaseChoice) -> None:
     ctx.reply("reporter.reply.prompt", ref=incident.ref)
 
 
+async def _school_answer(ctx: Context, chosen: CaseChoice) -> None:
+    agreed = chosen.action == "confirm"
+    incident = await case_service(ctx).confirm(actor(ctx), chosen.case_id, agreed)
+    if incident is None:
+        ctx.reply("confirm.already")
+        return
+    ctx.reply("confirm.thanks" if agreed else "confirm.reopened", ref=incident.ref)
+
+
 _ACTIONS = {"ack": _ack, "view": _view, "ask": _ask, "note": _note, "reassign": _reassign,
-            "close": _close, "reopen": _reopen, "reply": _start_reply}
+            "close": _close, "reopen": _reopen, "reply": _start_reply,
+            "confirm": _school_answer, "dispute": _school_answer}
 
 
 async def officer_text(ctx: Context) -> None:

@@ -61,6 +61,8 @@ async def escalate_due(sessions: async_sessionmaker, clock: Clock, settings: Set
                               head="alert.escalated")
             await cases.record(session, incident, "escalated", now, step=index,
                                levels=list(step.notify), to=[r.person_id for r in recipients])
+            if incident.escalated_at is None:
+                incident.escalated_at = now  # statistics: it went beyond the first officer
             if incident.assigned_person_id is None and recipients:
                 incident.assigned_person_id = recipients[0].person_id
             incident.escalation_step = index + 1

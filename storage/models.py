@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -410,6 +411,11 @@ class Incident(Base):
     """A report of violence or abuse, and the case the police work from it."""
 
     __tablename__ = "incidents"
+    __table_args__ = (
+        # Statistics read a period's cases by these ranges (received, closed) per area.
+        Index("ix_incidents_created_area", "created_at", "area_id"),
+        Index("ix_incidents_closed_area", "closed_at", "area_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ref: Mapped[str] = mapped_column(String(32), unique=True)
@@ -442,6 +448,10 @@ class Incident(Base):
     reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     resolution_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     overdue_reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # first step beyond
+    # The school's word on the outcome: asked | confirmed | disputed (None: nobody to ask).
+    confirmation: Mapped[str | None] = mapped_column(String(16))
+    confirmation_asked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     school: Mapped[School] = relationship(lazy="selectin")
     area: Mapped[Area] = relationship(lazy="selectin")
@@ -476,6 +486,7 @@ class IncidentEvent(Base):
     """One line of a case's timeline: who did what, when. Statistics are computed from it."""
 
     __tablename__ = "incident_events"
+    __table_args__ = (Index("ix_incident_events_kind_at", "kind", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
@@ -500,3 +511,30 @@ class CaseAccess(Base):
     person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)
     action: Mapped[str] = mapped_column(String(32))  # listed | viewed | alerted | acknowledged …
     via: Mapped[str] = mapped_column(String(16))  # telegram | zalo | cli | console | system
+
+
+class StatReport(Base):
+    """A statistics report to build and send: asked for in the chat, or due at a period's close.
+
+    Stored first (the key makes a period's report to one admin unique, so a restart never
+    sends it twice), built by the report clock, sent through the outbox; its files stay
+    downloadable by `token` until `expires_at`."""
+
+    __tablename__ = "stat_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("people.id"), index=True)
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"))
+    period_kind: Mapped[str] = mapped_column(String(16))
+    period_label: Mapped[str] = mapped_column(String(32))
+    first_day: Mapped[date] = mapped_column(Date)
+    last_day: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

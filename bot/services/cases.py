@@ -27,8 +27,10 @@ from bot.core.choices import ChoiceData, choice_data
 from bot.core.i18n import Translator
 from bot.core.messages import Attachment, Choice, Media, Outbound
 from bot.core.outbox import enqueue, preferred_account
-from bot.services import escalation
+from bot.services import escalation, statistics
 from bot.services.codes import random_code
+from bot.services.periods import Period
+from bot.services.statistics import Report
 from storage.areas import ancestors, subtree
 from storage.conversations import conversation_for
 from storage.models import (
@@ -327,6 +329,11 @@ class Actor:
         """The person's id, if anyone is behind the actor."""
         return self.person.id if self.person is not None else None
 
+    @property
+    def operator(self) -> bool:
+        """The operator at the server's command line (who can read every area)."""
+        return self.via == "cli" and self.person is None
+
 
 class Refused(Exception):
     """The actor may not see or do this; callers say so politely, the log says who tried."""
@@ -334,6 +341,10 @@ class Refused(Exception):
 
 class NoSuchCase(Refused):
     """No such case: to the actor this is the same as not being allowed to see it."""
+
+
+class NoSuchArea(LookupError):
+    """No area has that code."""
 
 
 @dataclass
@@ -470,6 +481,48 @@ class CaseService:
         return (await self.session.execute(select(func.count()).select_from(Incident).where(
             Incident.reporter_person_id == actor.person_id,
             Incident.created_at >= since))).scalar_one()
+
+    # ---- statistics ------------------------------------------------------------------------
+
+    async def statistics_scope(self, actor: Actor) -> list[Area]:
+        """The areas whose statistics the actor may read: a committee admin's areas and a
+        chief's; an area inside another of them is left out (its figures are in the upper
+        one). Empty for everyone else."""
+        person = actor.person
+        if person is None:
+            return []
+        ids = {r.area_id for r in person.roles if r.area_id and (
+            r.role == Role.ADMIN or (r.role == Role.OFFICER and r.duty == Duty.CHIEF))}
+        areas = []
+        for area_id in sorted(ids):
+            if not ids.intersection((await ancestors(self.session, area_id))[1:]):
+                area = await self.session.get(Area, area_id)
+                if area is not None:
+                    areas.append(area)
+        return areas
+
+    async def statistics(self, actor: Actor, period: Period,
+                         area_code: str | None = None) -> Report:
+        """The period's figures for an area the actor may read (their own area when they
+        hold one; every area for the operator). Statistics carry references only."""
+        area = None
+        if area_code is not None:
+            area = (await self.session.execute(select(Area).where(
+                Area.code == area_code.strip()))).scalar_one_or_none()
+            if area is None:
+                raise NoSuchArea(area_code)
+        if not actor.operator:
+            scope = await self.statistics_scope(actor)
+            if not scope:
+                raise self._refuse(actor, "statistics", "statistics")
+            if area is None:
+                if len(scope) > 1:
+                    raise self._refuse(actor, "statistics of several areas", "statistics")
+                area = scope[0]
+            elif not {a.id for a in scope}.intersection(
+                    await ancestors(self.session, area.id)):
+                raise self._refuse(actor, f"statistics of {area.code}", "statistics")
+        return await statistics.compute(self.session, period, area, now=self.now, tz=self.tz)
 
     # ---- reporting -------------------------------------------------------------------------
 
@@ -677,6 +730,68 @@ class CaseService:
         await progress_made(self.session, incident, self.now)
         await self._tell_reporter(incident, f"closed:{self.now.timestamp()}", lambda t: Outbound(
             t("reporter.closed", ref=incident.ref, outcome=t(f"outcome_reporter.{outcome}"))))
+        await self._ask_school(incident)
+        return incident
+
+    async def _liaisons(self, incident: Incident) -> list[int]:
+        return sorted(set((await self.session.execute(select(RoleAssignment.person_id).where(
+            RoleAssignment.role == Role.LIAISON,
+            RoleAssignment.school_id == incident.school_id))).scalars()))
+
+    async def _ask_school(self, incident: Incident) -> None:
+        """Ask the reporting school's liaisons to confirm or dispute the outcome (the
+        committee counts the answers; a dispute reopens the case)."""
+        asked = False
+        stamp = self.now.timestamp()
+        for person_id in await self._liaisons(incident):
+            asked |= await notify(
+                self.session, person_id, lambda t: Outbound(
+                    t("confirm.ask", ref=incident.ref, school=incident.school.name,
+                      category=t(f"category.{incident.category}"),
+                      outcome=t(f"outcome.{incident.outcome}")),
+                    [CaseChoice("confirm", incident.id).choice(t("confirm.yes")),
+                     CaseChoice("dispute", incident.id).choice(t("confirm.no"))]),
+                key=f"confirm:{incident.id}:{person_id}:{stamp}", now=self.now,
+                default_language=self.default_language)
+        incident.confirmation = "asked" if asked else None
+        incident.confirmation_asked_at = self.now if asked else None
+
+    async def confirm(self, actor: Actor, case_id: int, agreed: bool) -> Incident | None:
+        """The school's liaison confirms or disputes a closed case's outcome; a dispute
+        reopens it and tells the officer and the chiefs above. None when there is nothing
+        to answer any more (answered already, or reopened meanwhile)."""
+        incident = await self.session.get(Incident, case_id)
+        if incident is None or actor.person is None or not any(
+                r.role == Role.LIAISON and r.school_id == incident.school_id
+                for r in actor.person.roles):
+            raise self._refuse(actor, case_id, "confirm")
+        if incident.confirmation != "asked" or incident.status != IncidentStatus.CLOSED:
+            return None
+        verdict = "confirmed" if agreed else "disputed"
+        incident.confirmation = verdict
+        await self._record(actor, incident, verdict, role=Role.LIAISON,
+                           outcome=incident.outcome)
+        if agreed:
+            return incident
+        outcome = incident.outcome
+        incident.status = IncidentStatus.IN_PROGRESS
+        incident.closed_at = None
+        incident.outcome = None
+        incident.duplicate_of_id = None
+        incident.updated_at = self.now
+        await progress_made(self.session, incident, self.now)
+        told = {r.person_id for r in await level_recipients(
+            self.session, incident, Duty.CHIEF, self.now)}
+        if incident.assigned_person_id:
+            told.add(incident.assigned_person_id)
+        school = incident.school.name
+        for person_id in sorted(told):
+            await notify(self.session, person_id, lambda t: Outbound(
+                t("confirm.disputed", ref=incident.ref, school=school,
+                  outcome=t(f"outcome.{outcome}")), officer_actions(t, incident)),
+                key=f"disputed:{incident.id}:{person_id}:{self.now.timestamp()}",
+                now=self.now, default_language=self.default_language,
+                priority=Priority.ALERT)
         return incident
 
     async def reopen(self, actor: Actor, case_id: int, reason: str) -> Incident | None:

@@ -1,0 +1,416 @@
+"""The committee's figures: what was received, classified, acknowledged and processed in a
+period, per area and rolled up its subtree, and how far the awareness messages reached.
+
+Every figure is aggregated by the database (GROUP BY, window functions for the percentiles),
+never by loading cases: a province-wide year is hundreds of thousands of cases. The area tree
+is walked by a recursive query that maps each area to the row it is counted in (each child
+area of the chosen one is a row, its whole subtree summed in it; cases of the chosen area
+itself are a row of their own). Statistics never carry descriptions, names or anything that
+could identify a child or a reporter: references are the only link to a case.
+
+Access is checked by the case service (`CaseService.statistics`); this module computes.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, distinct, func, literal, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.services.periods import Period
+from storage.models import (
+    CATEGORIES,
+    Account,
+    Area,
+    Incident,
+    IncidentEvent,
+    Outbox,
+    OutboxStatus,
+    Role,
+    RoleAssignment,
+    School,
+)
+
+CONFIRM_WAIT = timedelta(days=7)  # a school that has not answered in 7 days: "unanswered"
+LISTED_MAX = 1000  # references listed (unclassified, backlog); the counts are always whole
+OUTREACH_ROLES = (Role.PARENT, Role.LIAISON, Role.OFFICER, Role.ADMIN)
+NO_LEVEL = "-"
+
+
+def _percent(part: int, whole: int) -> float | None:
+    return None if whole == 0 else round(100.0 * part / whole, 1)
+
+
+def change_percent(now: int, before: int) -> float | None:
+    """The change against a year earlier, in percent (None when there was nothing then)."""
+    return None if before == 0 else round(100.0 * (now - before) / before, 1)
+
+
+@dataclass
+class Row:
+    """The figures of one row: a child area's whole subtree, or the total."""
+
+    code: str
+    name: str
+    received: int = 0
+    urgent: int = 0
+    anonymous: int = 0
+    by_category: dict[str, int] = field(default_factory=dict)
+    by_school_level: dict[str, int] = field(default_factory=dict)
+    classified: int = 0  # received with a category other than "other"
+    acknowledged: int = 0
+    ack_median_minutes: float | None = None
+    ack_p90_minutes: float | None = None
+    escalated: int = 0
+    closed: int = 0
+    by_outcome: dict[str, int] = field(default_factory=dict)
+    closed_with_outcome: int = 0
+    closed_within_target: int = 0
+    backlog: int = 0
+    confirmed: int = 0
+    disputed: int = 0
+    unconfirmed: int = 0  # asked more than 7 days ago, no answer
+    year_earlier_received: int = 0
+    outreach: dict[str, int] = field(default_factory=dict)
+    outreach_people: int = 0
+    parents_registered: int = 0
+
+    def add(self, other: Row) -> None:
+        """Sum another row's counts into this one (for the total)."""
+        for name, value in vars(other).items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                setattr(self, name, getattr(self, name) + value)
+        for name in ("by_category", "by_school_level", "by_outcome", "outreach"):
+            mine = getattr(self, name)
+            for key, value in getattr(other, name).items():
+                mine[key] = mine.get(key, 0) + value
+
+    @property
+    def resolution_rate(self) -> float | None:
+        """Closed in the period ÷ received in the period, in percent."""
+        return _percent(self.closed, self.received)
+
+    def to_json(self) -> dict[str, Any]:
+        """The row as the JSON contract writes it."""
+        return {
+            "area": {"code": self.code, "name": self.name},
+            "received": self.received, "urgent": self.urgent, "anonymous": self.anonymous,
+            "by_category": self.by_category, "by_school_level": self.by_school_level,
+            "classified": self.classified,
+            "classified_percent": _percent(self.classified, self.received),
+            "acknowledged": self.acknowledged,
+            "ack_median_minutes": self.ack_median_minutes,
+            "ack_p90_minutes": self.ack_p90_minutes,
+            "escalated": self.escalated,
+            "closed": self.closed, "by_outcome": self.by_outcome,
+            "closed_with_outcome_percent": _percent(self.closed_with_outcome, self.closed),
+            "resolution_rate_percent": self.resolution_rate,
+            "closed_within_target": self.closed_within_target,
+            "closed_within_target_percent": _percent(self.closed_within_target, self.closed),
+            "backlog": self.backlog,
+            "school_confirmation": {"confirmed": self.confirmed, "disputed": self.disputed,
+                                    "unanswered_after_7_days": self.unconfirmed},
+            "year_earlier_received": self.year_earlier_received,
+            "change_percent": change_percent(self.received, self.year_earlier_received),
+            "outreach": {"people": self.outreach_people, "by_role": self.outreach},
+            "parents_registered": self.parents_registered,
+        }
+
+
+@dataclass(frozen=True)
+class Overdue:
+    """A case open past its resolution target at the period's end."""
+
+    ref: str
+    area: str
+    days_open: int
+
+
+@dataclass(frozen=True)
+class SchoolReach:
+    """Parents registered at one school."""
+
+    code: str
+    name: str
+    area: str
+    parents: int
+
+
+@dataclass
+class Report:
+    """Everything the committee reads for one period and one area."""
+
+    period: Period
+    area_code: str | None
+    area_name: str
+    as_of: datetime  # the period's end, or now while it runs
+    complete: bool
+    rows: list[Row]
+    total: Row
+    categories_year_earlier: dict[str, int]
+    ack_urgent_median_minutes: float | None
+    ack_urgent_p90_minutes: float | None
+    unclassified: list[str]
+    unclassified_count: int
+    overdue: list[Overdue]
+    schools: list[SchoolReach]
+
+    def to_json(self) -> dict[str, Any]:
+        """The contract of `safeschool stats --format json`."""
+        categories = []
+        for category in CATEGORIES:
+            now = self.total.by_category.get(category, 0)
+            before = self.categories_year_earlier.get(category, 0)
+            categories.append({"category": category, "received": now, "year_earlier": before,
+                               "change_percent": change_percent(now, before)})
+        return {
+            "period": {**self.period.to_json(), "complete": self.complete,
+                       "as_of": self.as_of.isoformat()},
+            "area": {"code": self.area_code, "name": self.area_name},
+            "areas": [row.to_json() for row in self.rows],
+            "total": self.total.to_json(),
+            "categories": categories,
+            "acknowledgement_urgent": {"median_minutes": self.ack_urgent_median_minutes,
+                                       "p90_minutes": self.ack_urgent_p90_minutes},
+            "unclassified": {"count": self.unclassified_count, "refs": self.unclassified},
+            "backlog": [{"ref": o.ref, "area": o.area, "days_open": o.days_open}
+                        for o in self.overdue],
+            "parents_by_school": [{"code": s.code, "name": s.name, "area": s.area,
+                                   "parents": s.parents} for s in self.schools],
+        }
+
+
+def _seconds_between(session: AsyncSession, later: Any, earlier: Any) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return func.extract("epoch", later - earlier)
+    return (func.julianday(later) - func.julianday(earlier)) * 86400.0
+
+
+async def _tree(session: AsyncSession, root: Area | None) -> tuple[Any, dict[int, Area]]:
+    """A recursive query mapping every area under root to the row it is counted in (the
+    child of root it lies under, or root itself), and the row areas by id."""
+    if root is None:
+        tops = list((await session.execute(
+            select(Area).where(Area.parent_id.is_(None)).order_by(Area.code))).scalars())
+        base = select(Area.id.label("id"), Area.id.label("top")).where(Area.parent_id.is_(None))
+    else:
+        tops = [root, *(await session.execute(
+            select(Area).where(Area.parent_id == root.id).order_by(Area.code))).scalars()]
+        base = select(Area.id.label("id"), Area.id.label("top")).where(
+            or_(Area.id == root.id, Area.parent_id == root.id))
+    tree = base.cte("tree", recursive=True)
+    below = select(Area.id, tree.c.top).join(tree, Area.parent_id == tree.c.id)
+    if root is not None:
+        below = below.where(tree.c.id != root.id)  # the root's children start their own rows
+    tree = tree.union_all(below)
+    return tree, {area.id: area for area in tops}
+
+
+async def _percentiles(session: AsyncSession, tree: Any, start: datetime, end: datetime, *,
+                       by_top: bool, urgent_only: bool = False) -> dict[Any, tuple[float, float]]:
+    """Median and 90th percentile (nearest rank) of minutes to acknowledge, per row or in
+    all, computed by the database with window functions."""
+    seconds = _seconds_between(session, Incident.acknowledged_at, Incident.created_at)
+    group = tree.c.top if by_top else literal(0)
+    where = [Incident.created_at >= start, Incident.created_at < end,
+             Incident.acknowledged_at.is_not(None)]
+    if urgent_only:
+        where.append(Incident.urgent.is_(True))
+    ranked = (select(group.label("g"), seconds.label("s"),
+                     func.row_number().over(partition_by=group, order_by=seconds).label("rn"),
+                     func.count().over(partition_by=group).label("n"))
+              .select_from(Incident).join(tree, tree.c.id == Incident.area_id).where(*where)
+              ).subquery()
+    # Nearest rank: the ceil(p·n)-th value, in integer arithmetic both databases share.
+    median_rank = (ranked.c.n + 1) // 2
+    p90_rank = (ranked.c.n * 9 + 9) // 10
+    rows = (await session.execute(
+        select(ranked.c.g, ranked.c.rn, ranked.c.s, median_rank, p90_rank)
+        .where(or_(ranked.c.rn == median_rank, ranked.c.rn == p90_rank)))).all()
+    found: dict[Any, list[float | None]] = defaultdict(lambda: [None, None])
+    for g, rn, s, m_rank, p_rank in rows:
+        minutes = round(float(s) / 60.0, 1)
+        if rn == m_rank:
+            found[g][0] = minutes
+        if rn == p_rank:
+            found[g][1] = minutes
+    return {g: (m, p) for g, (m, p) in found.items()}  # type: ignore[misc]
+
+
+async def compute(session: AsyncSession, period: Period, root: Area | None, *, now: datetime,
+                  tz: Any) -> Report:
+    """Compute every figure of the period for root's subtree (every area when None)."""
+    start, end = period.bounds(tz)
+    as_of = min(end, now).astimezone(tz)  # the contract writes local times
+    tree, tops = await _tree(session, root)
+    rows: dict[int, Row] = {i: Row(a.code, a.name) for i, a in tops.items()}
+    in_tree = [Incident.area_id == tree.c.id]
+
+    def row(top: int) -> Row:
+        return rows[top]
+
+    received = [Incident.created_at >= start, Incident.created_at < end]
+    # Received, by category, school level, urgency and anonymity; acknowledged, escalated.
+    result = await session.execute(
+        select(tree.c.top, Incident.category, School.level, Incident.urgent, Incident.anonymous,
+               func.count(), func.count(Incident.acknowledged_at),
+               func.count(Incident.escalated_at))
+        .select_from(Incident).join(tree, *in_tree).join(School, School.id == Incident.school_id)
+        .where(*received)
+        .group_by(tree.c.top, Incident.category, School.level, Incident.urgent,
+                  Incident.anonymous))
+    for top, category, level, urgent, anonymous, n, acked, escalated in result:
+        r = row(top)
+        r.received += n
+        r.urgent += n if urgent else 0
+        r.anonymous += n if anonymous else 0
+        r.by_category[category] = r.by_category.get(category, 0) + n
+        level = level or NO_LEVEL
+        r.by_school_level[level] = r.by_school_level.get(level, 0) + n
+        r.classified += 0 if category == "other" else n
+        r.acknowledged += acked
+        r.escalated += escalated
+
+    # Processed: closed in the period (whenever received), by outcome, within the target,
+    # and what the school said about it.
+    within = and_(Incident.resolution_due_at.is_not(None),
+                  Incident.closed_at <= Incident.resolution_due_at)
+    unanswered = and_(Incident.confirmation == "asked",
+                      Incident.confirmation_asked_at < now - CONFIRM_WAIT)
+    result = await session.execute(
+        select(tree.c.top, Incident.outcome, func.count(),
+               func.count(case((within, 1))),
+               func.count(case((Incident.confirmation == "confirmed", 1))),
+               func.count(case((unanswered, 1))))
+        .select_from(Incident).join(tree, *in_tree)
+        .where(Incident.closed_at >= start, Incident.closed_at < end)
+        .group_by(tree.c.top, Incident.outcome))
+    for top, outcome, n, in_time, confirmed, not_answered in result:
+        r = row(top)
+        r.closed += n
+        if outcome:
+            r.by_outcome[outcome] = r.by_outcome.get(outcome, 0) + n
+            r.closed_with_outcome += n
+        r.closed_within_target += in_time
+        r.confirmed += confirmed
+        r.unconfirmed += not_answered
+
+    # Disputes are events: a disputed case is reopened and may be closed again later.
+    result = await session.execute(
+        select(tree.c.top, func.count(distinct(IncidentEvent.incident_id)))
+        .select_from(IncidentEvent).join(Incident, Incident.id == IncidentEvent.incident_id)
+        .join(tree, *in_tree)
+        .where(IncidentEvent.kind == "disputed", IncidentEvent.at >= start,
+               IncidentEvent.at < end)
+        .group_by(tree.c.top))
+    for top, n in result:
+        row(top).disputed += n
+
+    # Backlog: open at the period's end (or now) and past the resolution target by then.
+    open_then = [Incident.created_at < as_of,
+                 or_(Incident.closed_at.is_(None), Incident.closed_at >= as_of),
+                 Incident.resolution_due_at < as_of]
+    result = await session.execute(
+        select(tree.c.top, func.count()).select_from(Incident).join(tree, *in_tree)
+        .where(*open_then).group_by(tree.c.top))
+    for top, n in result:
+        row(top).backlog += n
+    listed = await session.execute(
+        select(Incident.ref, Area.name, Incident.created_at).select_from(Incident)
+        .join(tree, *in_tree).join(Area, Area.id == Incident.area_id).where(*open_then)
+        .order_by(Incident.created_at, Incident.id).limit(LISTED_MAX))
+    overdue = [Overdue(ref, area, (as_of - created).days) for ref, area, created in listed]
+
+    unclassified = list((await session.execute(
+        select(Incident.ref).select_from(Incident).join(tree, *in_tree)
+        .where(*received, Incident.category == "other").order_by(Incident.created_at, Incident.id)
+        .limit(LISTED_MAX))).scalars())
+
+    # The same period a year earlier, per row and per category.
+    before_start, before_end = period.year_earlier().bounds(tz)
+    categories_before: dict[str, int] = {}
+    result = await session.execute(
+        select(tree.c.top, Incident.category, func.count()).select_from(Incident)
+        .join(tree, *in_tree)
+        .where(Incident.created_at >= before_start, Incident.created_at < before_end)
+        .group_by(tree.c.top, Incident.category))
+    for top, category, n in result:
+        row(top).year_earlier_received += n
+        categories_before[category] = categories_before.get(category, 0) + n
+
+    # Time to acknowledge.
+    for top, (median, p90) in (await _percentiles(session, tree, start, end,
+                                                   by_top=True)).items():
+        row(top).ack_median_minutes, row(top).ack_p90_minutes = median, p90
+    overall = (await _percentiles(session, tree, start, end, by_top=False)).get(0, (None, None))
+    urgent = (await _percentiles(session, tree, start, end, by_top=False,
+                                 urgent_only=True)).get(0, (None, None))
+
+    # Outreach: people who were sent at least one awareness message in the period.
+    sent = [Outbox.campaign_run_id.is_not(None), Outbox.status == OutboxStatus.SENT,
+            Outbox.sent_at >= start, Outbox.sent_at < end]
+    reached = (select(Outbox.area_id, Account.person_id).select_from(Outbox)
+               .join(Account, Account.id == Outbox.account_id).where(*sent)).subquery()
+    result = await session.execute(
+        select(tree.c.top, RoleAssignment.role, func.count(distinct(reached.c.person_id)))
+        .select_from(reached).join(tree, tree.c.id == reached.c.area_id)
+        .join(RoleAssignment, RoleAssignment.person_id == reached.c.person_id)
+        .group_by(tree.c.top, RoleAssignment.role))
+    for top, role, n in result:
+        row(top).outreach[role] = n
+    result = await session.execute(
+        select(tree.c.top, func.count(distinct(reached.c.person_id))).select_from(reached)
+        .join(tree, tree.c.id == reached.c.area_id).group_by(tree.c.top))
+    for top, n in result:
+        row(top).outreach_people = n
+    result = await session.execute(
+        select(RoleAssignment.role, func.count(distinct(reached.c.person_id)))
+        .select_from(reached).join(tree, tree.c.id == reached.c.area_id)
+        .join(RoleAssignment, RoleAssignment.person_id == reached.c.person_id)
+        .group_by(RoleAssignment.role))
+    total_reach = {role: n for role, n in result}
+    total_people = (await session.execute(
+        select(func.count(distinct(reached.c.person_id))).select_from(reached)
+        .join(tree, tree.c.id == reached.c.area_id))).scalar_one()
+
+    # Parents registered per school (as of the period's end).
+    parents = (select(RoleAssignment.school_id, func.count(distinct(RoleAssignment.person_id))
+                      .label("n"))
+               .where(RoleAssignment.role == Role.PARENT, RoleAssignment.created_at < as_of)
+               .group_by(RoleAssignment.school_id)).subquery()
+    result = await session.execute(
+        select(tree.c.top, School.code, School.name, Area.name, func.coalesce(parents.c.n, 0))
+        .select_from(School).join(tree, tree.c.id == School.area_id)
+        .join(Area, Area.id == School.area_id)
+        .outerjoin(parents, parents.c.school_id == School.id)
+        .order_by(Area.name, School.name))
+    schools = []
+    for top, code, name, area_name, n in result:
+        row(top).parents_registered += n
+        schools.append(SchoolReach(code, name, area_name, n))
+
+    total = Row("", "")
+    ordered = [rows[i] for i in tops]
+    if root is not None and not _has_any(rows[root.id]):
+        ordered = ordered[1:]  # no cases or schools of its own: no row of its own
+    for r in rows.values():
+        total.add(r)
+    total.ack_median_minutes, total.ack_p90_minutes = overall
+    total.outreach, total.outreach_people = total_reach, total_people
+    return Report(period=period, area_code=root.code if root else None,
+                  area_name=root.name if root else "", as_of=as_of, complete=end <= now,
+                  rows=ordered, total=total, categories_year_earlier=categories_before,
+                  ack_urgent_median_minutes=urgent[0], ack_urgent_p90_minutes=urgent[1],
+                  unclassified=unclassified,
+                  unclassified_count=total.received - total.classified,
+                  overdue=overdue, schools=schools)
+
+
+def _has_any(row: Row) -> bool:
+    return any((row.received, row.closed, row.backlog, row.parents_registered,
+                row.outreach_people, row.year_earlier_received))
+

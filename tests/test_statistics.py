@@ -1,0 +1,327 @@
+"""The committee's statistics: every figure against a hand count, on cases made through the
+case service at chosen times (Decree 09 boundaries included), the workbook read back, the
+chart opened, and who may read which area's figures."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from openpyxl import load_workbook
+from PIL import Image
+from sqlalchemy import select
+
+from bot.core.clock import FakeClock
+from bot.core.i18n import Translator
+from bot.core.settings import Settings
+from bot.services import periods, report_files
+from bot.services.cases import Actor, CaseService, Draft, Refused
+from bot.services.directory import normalise_phone
+from schedules.escalation import escalate_due
+from storage.models import (
+    Account,
+    Area,
+    Outbox,
+    OutboxStatus,
+    Person,
+    Priority,
+    Role,
+    RoleAssignment,
+    School,
+)
+from tests.auxil.people import (
+    CHIEF_QH,
+    LIAISON_HX,
+    LIAISON_PL,
+    OFFICER_BT,
+    OFFICER_HX,
+    PARENT_HX,
+    PHONES,
+    link_everyone,
+)
+
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+ADMIN_PHONE = "0977000444"
+
+
+def local(text: str) -> datetime:
+    """'2026-09-14 23:30' in Vietnam, as an aware UTC instant."""
+    return datetime.fromisoformat(text).replace(tzinfo=TZ).astimezone(UTC)
+
+
+# ---- periods: the decree's cut-off -------------------------------------------------------------
+
+def test_decree_09_periods_run_from_the_15th_to_the_14th() -> None:
+    q3 = periods.quarter(2026, 3)
+    assert (q3.first, q3.last) == (date(2026, 6, 15), date(2026, 9, 14))
+    assert periods.parse("2026-Q1").first == date(2025, 12, 15)
+    assert periods.parse("2026-H1").last == date(2026, 6, 14)
+    year = periods.parse("2026")
+    assert (year.first, year.last) == (date(2025, 12, 15), date(2026, 12, 14))
+    assert periods.parse("2026-11").first == date(2026, 10, 15)
+    # The 14th and the 15th of September land in different quarters.
+    assert periods.containing("quarter", date(2026, 9, 14)).label == "2026-Q3"
+    assert periods.containing("quarter", date(2026, 9, 15)).label == "2026-Q4"
+    # 16 December 2026 already belongs to the reporting year 2027.
+    assert periods.containing("quarter", date(2026, 12, 16)).label == "2027-Q1"
+    assert periods.containing("year", date(2026, 12, 16)).label == "2027"
+    assert periods.previous(periods.quarter(2027, 1)).label == "2026-Q4"
+
+
+def test_cutoff_day_1_gives_calendar_periods() -> None:
+    q3 = periods.quarter(2026, 3, cutoff_day=1)
+    assert (q3.first, q3.last) == (date(2026, 7, 1), date(2026, 9, 30))
+    assert periods.parse("2026", cutoff_day=1).first == date(2026, 1, 1)
+    assert periods.containing("quarter", date(2026, 12, 16), cutoff_day=1).label == "2026-Q4"
+    start, end = q3.bounds(TZ)
+    assert start == local("2026-07-01 00:00") and end == local("2026-10-01 00:00")
+
+
+@pytest.mark.parametrize("spec", ["2026-Q5", "26-Q1", "2026-13", "Q3", "2026-H3", ""])
+def test_a_period_that_cannot_be_read_says_what_to_write(spec: str) -> None:
+    with pytest.raises(periods.PeriodError, match="2026"):
+        periods.parse(spec)
+
+
+# ---- the figures -------------------------------------------------------------------------------
+
+async def _person(session, who: int | str) -> Person:
+    if who == PARENT_HX:
+        return (await session.execute(select(Person).join(RoleAssignment).where(
+            RoleAssignment.role == Role.PARENT))).scalars().first()
+    phone = PHONES[who] if isinstance(who, int) else who
+    return (await session.execute(select(Person).where(
+        Person.phone == normalise_phone(phone)))).scalar_one()
+
+
+class Desk:
+    """Drives the case service as a person, at a chosen moment, one transaction a call."""
+
+    def __init__(self, sessions) -> None:
+        self.sessions = sessions
+
+    async def __call__(self, who: int | str, when: datetime, call):
+        async with self.sessions() as session, session.begin():
+            service = CaseService(session, now=when, tz=TZ, default_language="vi")
+            person = await _person(session, who)
+            return await call(service, Actor(person, "telegram"))
+
+    async def report(self, who: int, school: str, when: str, category: str, *,
+                     urgent: bool = False, anonymous: bool | None = None) -> tuple[int, str]:
+        async def create(service: CaseService, actor: Actor) -> tuple[int, str]:
+            found = (await service.session.execute(
+                select(School).where(School.code == school))).scalar_one()
+            incident = await service.create(actor, found, Role.LIAISON, Draft(
+                category=category, description="Mô tả sự việc", anonymous=anonymous),
+                urgent=urgent)
+            return incident.id, incident.ref
+        return await self(who, local(when), create)
+
+
+@pytest.fixture
+async def admin(directory, sessions, clock) -> None:
+    """Everyone of the test directory with accounts, a parent, and an admin of the province."""
+    await link_everyone(sessions, clock)
+    async with sessions() as session, session.begin():
+        province = (await session.execute(select(Area).where(Area.code == "TH"))).scalar_one()
+        person = Person(name="Vũ Thị Quản", phone=normalise_phone(ADMIN_PHONE),
+                        created_at=clock.now())
+        session.add(person)
+        await session.flush()
+        session.add(RoleAssignment(person_id=person.id, role=Role.ADMIN, area_id=province.id,
+                                   created_at=clock.now()))
+
+
+@pytest.fixture
+async def scenario(admin, sessions) -> dict[str, str]:
+    """Cases across areas, periods and outcomes; returns their references by letter."""
+    desk = Desk(sessions)
+    refs: dict[str, str] = {}
+    # A: Hồi Xuân, Q3; acknowledged in 12 minutes, closed two days later, school confirms.
+    a, refs["A"] = await desk.report(LIAISON_HX, "THCS-HX", "2026-07-01 10:00", "bullying")
+    await desk(OFFICER_HX, local("2026-07-01 10:12"), lambda s, x: s.acknowledge(x, a))
+    await desk(OFFICER_HX, local("2026-07-03 09:00"),
+               lambda s, x: s.close(x, a, "handled_by_police"))
+    await desk(LIAISON_HX, local("2026-07-04 08:00"), lambda s, x: s.confirm(x, a, True))
+    # B: Hồi Xuân, Q3, urgent; acknowledged in 4 minutes, closed, the school disputes it.
+    b, refs["B"] = await desk.report(LIAISON_HX, "THCS-HX", "2026-08-10 07:30", "physical",
+                                     urgent=True)
+    await desk(OFFICER_HX, local("2026-08-10 07:34"), lambda s, x: s.acknowledge(x, b))
+    await desk(OFFICER_HX, local("2026-08-11 16:00"),
+               lambda s, x: s.close(x, b, "referred_school"))
+    await desk(LIAISON_HX, local("2026-08-12 08:00"), lambda s, x: s.confirm(x, b, False))
+    # C: Phú Lệ, the last evening of Q3, anonymous, not classified, never acknowledged:
+    # the clock escalates it an hour later (in Q4, but it is C's escalation all the same).
+    _, refs["C"] = await desk.report(LIAISON_PL, "TH-PL", "2026-09-14 23:30", "other",
+                                     anonymous=True)
+    settings = Settings(_env_file=None, default_language="vi")  # type: ignore[call-arg]
+    await escalate_due(sessions, FakeClock(local("2026-09-15 00:31")), settings)
+    # D: Phú Lệ, ten minutes into Q4.
+    _, refs["D"] = await desk.report(LIAISON_PL, "TH-PL", "2026-09-15 00:10", "bullying")
+    # E: the same quarter a year earlier.
+    _, refs["E"] = await desk.report(LIAISON_HX, "THCS-HX", "2025-07-05 09:00", "bullying")
+    # F: the last evening of Q2, closed in Q3 (processed in Q3, received in Q2); the school
+    # never answers.
+    f, refs["F"] = await desk.report(LIAISON_HX, "THCS-HX", "2026-06-14 23:00", "at_risk")
+    await desk(OFFICER_HX, local("2026-06-20 10:00"), lambda s, x: s.close(x, f, "unfounded"))
+    # G: Q2, never handled: open past its 14-day target all through Q3.
+    _, refs["G"] = await desk.report(LIAISON_HX, "THCS-HX", "2026-05-01 10:00",
+                                     "family_violence")
+    # Awareness messages: the parent and the liaison of THCS-HX reached in Q3 (the liaison
+    # twice), one still pending and one sent in Q2 (neither counts).
+    async with sessions() as session, session.begin():
+        hx = (await session.execute(select(Area.id).where(Area.code == "HX"))).scalar_one()
+        for n, (chat, sent_at, status) in enumerate([
+                (PARENT_HX, "2026-08-01 09:00", OutboxStatus.SENT),
+                (LIAISON_HX, "2026-08-01 09:00", OutboxStatus.SENT),
+                (LIAISON_HX, "2026-09-01 09:00", OutboxStatus.SENT),
+                (LIAISON_PL, "2026-08-01 09:00", OutboxStatus.PENDING),
+                (LIAISON_PL, "2026-06-01 09:00", OutboxStatus.SENT)]):
+            account = (await session.execute(select(Account).where(
+                Account.external_id == str(chat)))).scalar_one()
+            session.add(Outbox(
+                idempotency_key=f"campaign-test:{n}", account_id=account.id,
+                channel="telegram", chat_id=str(chat), priority=Priority.CAMPAIGN,
+                payload={"text": "Tuyên truyền"}, status=status, attempts=1,
+                next_attempt_at=local(sent_at), created_at=local(sent_at),
+                sent_at=local(sent_at) if status == OutboxStatus.SENT else None,
+                campaign_run_id=1, area_id=hx))
+    return refs
+
+
+async def _stats(sessions, who: int | str | None, spec: str, area: str | None = None,
+                 now: str = "2026-09-20 12:00"):
+    async with sessions() as session, session.begin():
+        service = CaseService(session, now=local(now), tz=TZ, default_language="vi")
+        person = await _person(session, who) if who is not None else None
+        actor = Actor(person, "telegram" if person else "cli")
+        return await service.statistics(actor, periods.parse(spec), area)
+
+
+async def test_every_figure_of_a_quarter_matches_the_hand_count(sessions, scenario) -> None:
+    report = await _stats(sessions, CHIEF_QH, "2026-Q3")
+    assert report.area_code == "QH" and report.complete
+    assert [r.code for r in report.rows] == ["HX", "PL"]  # QH has no cases of its own
+    hx, pl = report.rows
+    total = report.total
+    # Received: A, B (HX) and C (PL); not D (the 15th), E (a year earlier), F, G (Q2).
+    assert (hx.received, pl.received, total.received) == (2, 1, 3)
+    assert (total.urgent, total.anonymous) == (1, 1)
+    assert total.by_category == {"bullying": 1, "physical": 1, "other": 1}
+    assert total.by_school_level == {"THCS": 2, "tiểu học": 1}
+    assert total.classified == 2 and report.unclassified == [scenario["C"]]
+    # Acknowledged A (12 min) and B (4 min); C escalated beyond the primary officer.
+    assert (total.acknowledged, total.escalated, pl.escalated) == (2, 1, 1)
+    assert (total.ack_median_minutes, total.ack_p90_minutes) == (4.0, 12.0)
+    assert (report.ack_urgent_median_minutes, report.ack_urgent_p90_minutes) == (4.0, 4.0)
+    assert (pl.ack_median_minutes, pl.ack_p90_minutes) == (None, None)
+    # Processed in Q3: A and F (received in Q2); B was reopened by the school's dispute.
+    assert total.closed == 2
+    assert total.by_outcome == {"handled_by_police": 1, "unfounded": 1}
+    assert total.resolution_rate == 66.7 and total.closed_within_target == 2
+    assert (total.confirmed, total.disputed, total.unconfirmed) == (1, 1, 1)
+    # Backlog at 14 September's end: E (open since July 2025), G (since 1 May) and B
+    # (urgent, 3-day target, reopened by the dispute); oldest first.
+    assert total.backlog == 3
+    assert [(o.ref, o.area, o.days_open) for o in report.overdue] == [
+        (scenario["E"], "Xã Hồi Xuân", 436), (scenario["G"], "Xã Hồi Xuân", 136),
+        (scenario["B"], "Xã Hồi Xuân", 35)]
+    # A year earlier: E alone.
+    assert (hx.year_earlier_received, pl.year_earlier_received) == (1, 0)
+    assert report.categories_year_earlier == {"bullying": 1}
+    # Outreach: the parent and the liaison of THCS-HX; parents registered there: one.
+    assert hx.outreach == {"parent": 1, "liaison": 1} and hx.outreach_people == 2
+    assert total.outreach_people == 2 and pl.outreach_people == 0
+    assert [(s.code, s.parents) for s in report.schools] == [("THCS-HX", 1), ("TH-PL", 0)]
+
+    data = report.to_json()
+    assert data["period"] == {"kind": "quarter", "label": "2026-Q3", "from": "2026-06-15",
+                              "to": "2026-09-14", "complete": True,
+                              "as_of": "2026-09-15T00:00:00+07:00"}
+    assert data["total"]["change_percent"] == 200.0
+    assert data["total"]["school_confirmation"] == {"confirmed": 1, "disputed": 1,
+                                                    "unanswered_after_7_days": 1}
+    bullying = next(c for c in data["categories"] if c["category"] == "bullying")
+    assert bullying == {"category": "bullying", "received": 1, "year_earlier": 1,
+                        "change_percent": 0.0}
+
+
+async def test_the_fifteenth_opens_the_next_quarter(sessions, scenario) -> None:
+    report = await _stats(sessions, CHIEF_QH, "2026-Q4")
+    assert report.total.received == 1 and not report.complete
+    assert report.rows[1].code == "PL" and report.rows[1].received == 1  # D alone
+
+
+async def test_a_province_admin_sees_every_district_as_a_row(sessions, scenario) -> None:
+    report = await _stats(sessions, ADMIN_PHONE, "2026-Q3")
+    assert [(r.code, r.received) for r in report.rows] == [("BT", 0), ("QH", 3)]
+    assert report.total.received == 3
+    # …and may look down into a district.
+    assert (await _stats(sessions, ADMIN_PHONE, "2026-Q3", "QH")).area_code == "QH"
+
+
+@pytest.mark.parametrize("who", [PARENT_HX, LIAISON_HX, OFFICER_HX, OFFICER_BT])
+async def test_statistics_are_for_admins_and_chiefs(sessions, scenario, who) -> None:
+    with pytest.raises(Refused):
+        await _stats(sessions, who, "2026-Q3")
+
+
+async def test_a_chief_sees_only_their_own_subtree(sessions, scenario) -> None:
+    with pytest.raises(Refused):
+        await _stats(sessions, CHIEF_QH, "2026-Q3", "BT")
+    with pytest.raises(Refused):
+        await _stats(sessions, CHIEF_QH, "2026-Q3", "TH")
+    assert (await _stats(sessions, CHIEF_QH, "2026-Q3", "HX")).rows[0].code == "HX"
+
+
+# ---- the workbook and the chart ----------------------------------------------------------------
+
+async def test_the_workbook_reads_back_as_an_office_would_file_it(sessions, scenario) -> None:
+    report = await _stats(sessions, CHIEF_QH, "2026-Q3")
+    t = Translator("vi")
+    data = report_files.workbook(t, report, "Ban Chỉ đạo huyện Quan Hóa", TZ)
+    book = load_workbook(io.BytesIO(data))
+    assert book.sheetnames == ["Tổng hợp", "Theo địa bàn", "Theo loại vụ việc",
+                               "Theo kết quả xử lý", "Tồn đọng", "Tuyên truyền"]
+    summary = book["Tổng hợp"]
+    assert summary["A1"].value == "Ban Chỉ đạo huyện Quan Hóa"
+    assert summary["A2"].value.startswith("BÁO CÁO THỐNG KÊ") and summary["A2"].font.bold
+    assert "Quý 3 năm 2026" in summary["A3"].value and "15/06/2026" in summary["A3"].value
+    values = {summary.cell(row=r, column=1).value: summary.cell(row=r, column=2)
+              for r in range(1, summary.max_row + 1)}
+    assert values["Tiếp nhận"].value == 3
+    assert values["Tỷ lệ giải quyết"].value == pytest.approx(0.667)
+    assert values["Tỷ lệ giải quyết"].number_format == "0.0%"
+    areas = book["Theo địa bàn"]
+    header = next(r for r in range(1, areas.max_row + 1)
+                  if areas.cell(row=r, column=1).value == "Địa bàn")
+    assert areas.cell(row=header, column=2).font.bold
+    rows = [[c.value for c in row] for row in areas.iter_rows(min_row=header + 1,
+                                                               max_row=header + 3)]
+    assert [r[:2] for r in rows] == [["Xã Hồi Xuân", 2], ["Xã Phú Lệ", 1], ["Tổng cộng", 3]]
+    assert areas.cell(row=header + 3, column=1).font.bold
+    assert areas.page_setup.orientation == "landscape" and areas.page_setup.paperSize == 9
+    backlog = book["Tồn đọng"]
+    refs = [c.value for c in backlog["A"] if c.value in scenario.values()]
+    assert refs == [scenario["E"], scenario["G"], scenario["B"]]
+    english = load_workbook(io.BytesIO(report_files.workbook(Translator("en"), report, "X", TZ)))
+    assert english.sheetnames[0] == "Summary"
+
+
+async def test_the_chart_is_a_picture_a_phone_can_show(sessions, scenario) -> None:
+    report = await _stats(sessions, CHIEF_QH, "2026-Q3")
+    image = Image.open(io.BytesIO(report_files.chart(Translator("vi"), report)))
+    image.verify()
+    assert image.format == "PNG" and image.size[0] >= 800
+
+
+async def test_the_summary_reads_in_vietnamese_with_vietnamese_numbers(sessions,
+                                                                       scenario) -> None:
+    report = await _stats(sessions, CHIEF_QH, "2026-Q3")
+    text = report_files.summary(Translator("vi"), report, TZ)
+    assert "Quý 3 năm 2026 — Huyện Quan Hóa" in text
+    assert "tỷ lệ giải quyết 66,7%" in text
+    assert "+200,0%" in text
+    assert "Mô tả" not in text  # never a description
