@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import TypeVar
 
 from aiohttp import web
 
@@ -19,6 +21,7 @@ from bot.core.messages import Inbound
 from bot.core.settings import Settings
 from bot.core.worker import DeliveryWorker
 from bot.services.cases import alert_unreachable
+from bot.services.stat_reports import ReportBuilder, queue_closed_periods
 from bot.services.timing import QuietHours
 from handlers import build_router
 from schedules import build_scheduler
@@ -30,6 +33,8 @@ from storage.models import KeyValue
 _LOGGER = logging.getLogger(__name__)
 START_RETRY_FIRST = 1.0  # seconds before a channel that could not start is tried again
 START_RETRY_MAX = 60.0
+JOB_GRACE = 30.0  # seconds stop() gives a running scheduler job to finish
+T = TypeVar("T")
 
 
 class ConfigError(Exception):
@@ -76,12 +81,32 @@ class App:
             self.channels["telegram"] = TelegramChannel(settings, self.inbox.accept)
         if settings.zalo_token is not None:
             self.channels["zalo"] = ZaloChannel(settings, self.inbox.accept)
+        self.reports = ReportBuilder(self.sessions, settings, self.clock.now)
+        self._jobs: set[asyncio.Task[object]] = set()  # scheduler jobs running now
+        self._stopped = False
         self.scheduler = build_scheduler(self.sessions, self.clock, settings.timezone,
-                                         settings.media_dir, self.case_tick,
-                                         self.campaign_tick, settings.case_tick_seconds)
+                                         settings.media_dir, self._job(self.case_tick),
+                                         self._job(self.campaign_tick),
+                                         settings.case_tick_seconds,
+                                         self._job(self.report_tick),
+                                         self._job(self.period_tick),
+                                         self._job(self.reports.forget_expired))
         self._runner: web.AppRunner | None = None
         self.waiting: dict[str, asyncio.Task[None]] = {}  # channels still being started
         self.http_port: int | None = None
+
+    def _job(self, work: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+        """A scheduler job that stop() waits for: a job cut off mid-query by the engine's
+        disposal would leave its task waiting forever."""
+        async def run() -> T:
+            task = asyncio.current_task()
+            assert task is not None
+            self._jobs.add(task)
+            try:
+                return await work()
+            finally:
+                self._jobs.discard(task)
+        return run
 
     async def tick(self) -> dict[str, int]:
         """Run the case clock and the campaign clock once; send what they queued."""
@@ -105,6 +130,30 @@ class App:
             _LOGGER.exception("The campaign clock failed; it runs again next tick")
             return 0
 
+    async def report_tick(self) -> int:
+        """Build the statistics reports waiting to be built, and send them."""
+        try:
+            built = await self.reports.run_pending()
+        except Exception:
+            _LOGGER.exception("The report clock failed; it runs again next tick")
+            return 0
+        if built:
+            self.worker.wake()
+        return built
+
+    async def period_tick(self) -> int:
+        """Ask for the reports of periods that have closed (once each), then build them."""
+        try:
+            async with self.sessions() as session, session.begin():
+                queued = await queue_closed_periods(session, self.settings, self.clock.now())
+        except Exception:
+            _LOGGER.exception("The period clock failed; it runs again next tick")
+            return 0
+        if queued:
+            _LOGGER.info("%d periodic statistics report(s) to send", queued)
+            await self.report_tick()
+        return queued
+
     async def handle_inbound(self, inbound: Inbound) -> None:
         """Feed one normalised message into the core, stored first like any update."""
         await self.inbox.accept([inbound], [])
@@ -113,11 +162,24 @@ class App:
         """Build the aiohttp app: health check and the channels' webhooks."""
         app = web.Application(client_max_size=1024**2)
         app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/reports/{token}/{name}", self._report_file)
         for channel in self.channels.values():
             routes = getattr(channel, "routes", None)
             if routes is not None:
                 app.add_routes(routes())
         return app
+
+    async def _report_file(self, request: web.Request) -> web.StreamResponse:
+        """A statistics report's chart or workbook, by its unguessable token, while the link
+        lasts; otherwise 404 (the same for a wrong token as for an expired one)."""
+        found = await self.reports.file(request.match_info["token"], request.match_info["name"])
+        if found is None:
+            raise web.HTTPNotFound(text="This link has expired or does not exist.")
+        path, content_type = found
+        disposition = "inline" if content_type.startswith("image/") else "attachment"
+        return web.FileResponse(path, headers={
+            "Content-Type": content_type, "Cache-Control": "private, no-store",
+            "Content-Disposition": f'{disposition}; filename="{path.name}"'})
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         try:
@@ -205,10 +267,19 @@ class App:
         """Stop taking new work, drain what is in flight, then close everything.
 
         The order matters: a send still in flight when its connection closes may reach the
-        person without being recorded, and would go out again after a restart.
+        person without being recorded, and would go out again after a restart. A second
+        call does nothing.
         """
+        if self._stopped:
+            return
+        self._stopped = True
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        if self._jobs:  # let a running job finish its transaction (a report: seconds)
+            _done, late = await asyncio.wait(set(self._jobs), timeout=JOB_GRACE)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         for task in list(self.waiting.values()):
             task.cancel()
         await asyncio.gather(*self.waiting.values(), return_exceptions=True)

@@ -13,7 +13,7 @@ from storage.models import Duty, Role, RoleAssignment
 @choice_data("menu")
 @dataclass(frozen=True)
 class MenuChoice(ChoiceData):
-    """An item of the main menu: report, mycases, cases, help, me, language."""
+    """An item of the main menu: report, mycases, cases, stats, help, me, language."""
 
     item: str
 
@@ -27,6 +27,8 @@ def main_menu(ctx: Context) -> list[Choice]:
                   MenuChoice("mycases").choice(t("menu.mycases"))]
     if ctx.has_role(Role.OFFICER, Role.ADMIN):
         items.append(MenuChoice("cases").choice(t("menu.cases")))
+    if any(r.role == Role.ADMIN or r.duty == Duty.CHIEF for r in ctx.roles):
+        items.append(MenuChoice("stats").choice(t("menu.stats")))
     items += [MenuChoice(item).choice(t(f"menu.{item}")) for item in ("help", "me", "language")]
     return items
 

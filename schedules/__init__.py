@@ -27,18 +27,35 @@ async def purge_seen_events(sessions: async_sessionmaker, clock: Clock) -> int:
     return result.rowcount or 0
 
 
+REPORT_SECONDS = 2.0  # a report asked for in the chat is built within this (plus its build)
+PERIOD_MINUTES = 10  # how soon after a period closes its reports are asked for
+
+
 def build_scheduler(sessions: async_sessionmaker, clock: Clock, timezone: str,
                     media_dir: Path, case_tick: Callable[[], Awaitable[object]],
                     campaign_tick: Callable[[], Awaitable[object]],
-                    tick_seconds: float) -> AsyncIOScheduler:
-    """Create the scheduler: the case clock, the campaign clock, and housekeeping.
+                    tick_seconds: float,
+                    report_tick: Callable[[], Awaitable[object]],
+                    period_tick: Callable[[], Awaitable[object]],
+                    report_files_tick: Callable[[], Awaitable[object]]) -> AsyncIOScheduler:
+    """Create the scheduler: the case clock, the campaign clock, the report clocks, and
+    housekeeping.
 
-    The two clocks are separate jobs so queueing a large campaign never delays an escalation.
+    Each clock is its own job so queueing a large campaign or building a province's report
+    never delays an escalation. The period clock also runs at start, so a period that closed
+    while the process was down is reported then.
     """
     scheduler = AsyncIOScheduler(timezone=timezone)
     for name, job in (("case-clock", case_tick), ("campaign-clock", campaign_tick)):
         scheduler.add_job(job, "interval", seconds=tick_seconds, id=name, coalesce=True,
                           max_instances=1, misfire_grace_time=None)
+    scheduler.add_job(report_tick, "interval", seconds=REPORT_SECONDS, id="report-clock",
+                      coalesce=True, max_instances=1, misfire_grace_time=None)
+    scheduler.add_job(period_tick, "interval", minutes=PERIOD_MINUTES, id="period-clock",
+                      coalesce=True, max_instances=1, misfire_grace_time=None,
+                      next_run_time=clock.now())
+    scheduler.add_job(report_files_tick, "interval", hours=1, id="report-files",
+                      coalesce=True, max_instances=1, misfire_grace_time=3600)
     scheduler.add_job(keep_remote_media, "interval", minutes=1, args=[sessions, media_dir],
                       id="keep-remote-media", coalesce=True, max_instances=1,
                       misfire_grace_time=300)

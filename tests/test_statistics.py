@@ -4,19 +4,24 @@ chart opened, and who may read which area's figures."""
 
 from __future__ import annotations
 
+import asyncio
 import io
-from datetime import UTC, date, datetime
+import json
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import pytest
 from openpyxl import load_workbook
 from PIL import Image
 from sqlalchemy import select
 
+from bot.app import App
+from bot.cli import main
 from bot.core.clock import FakeClock
 from bot.core.i18n import Translator
 from bot.core.settings import Settings
-from bot.services import periods, report_files
+from bot.services import periods, report_files, stat_reports
 from bot.services.cases import Actor, CaseService, Draft, Refused
 from bot.services.directory import normalise_phone
 from schedules.escalation import escalate_due
@@ -30,6 +35,7 @@ from storage.models import (
     Role,
     RoleAssignment,
     School,
+    StatReport,
 )
 from tests.auxil.people import (
     CHIEF_QH,
@@ -39,6 +45,7 @@ from tests.auxil.people import (
     OFFICER_HX,
     PARENT_HX,
     PHONES,
+    Chat,
     link_everyone,
 )
 
@@ -325,3 +332,211 @@ async def test_the_summary_reads_in_vietnamese_with_vietnamese_numbers(sessions,
     assert "tỷ lệ giải quyết 66,7%" in text
     assert "+200,0%" in text
     assert "Mô tả" not in text  # never a description
+
+
+# ---- in the chat -------------------------------------------------------------------------------
+
+ADMIN_CHAT = 930
+
+
+async def _admin_on_telegram(sessions, clock) -> None:
+    async with sessions() as session, session.begin():
+        person = await _person(session, ADMIN_PHONE)
+        session.add(Account(channel="telegram", external_id=str(ADMIN_CHAT),
+                            person_id=person.id, created_at=clock.now(), code_failures=0))
+
+
+async def _after_the_scenario(app, clock) -> None:
+    """Move the app's clock past the scenario (its messages are dated up to 15 September and
+    a chat's messages leave in order), and let them all go out first."""
+    clock.advance(local("2026-09-20 12:00") - clock.now())
+    await app.worker.settled()
+
+
+async def test_a_chief_asks_in_telegram_and_gets_summary_chart_and_workbook(
+        app, fake_telegram, sessions, clock, scenario) -> None:
+    await _after_the_scenario(app, clock)
+    chief = Chat(fake_telegram, CHIEF_QH)
+    [prompt] = await chief.say("/stats")
+    assert "Nghị định 09/2019" in prompt
+    assert [label for label, _ in chief.last_buttons()] == [
+        "1. Quý này", "2. Quý trước", "3. 6 tháng", "4. Cả năm", "5. Khoảng thời gian khác"]
+    [answer] = await chief.tap(chief.button("stats:period:last_quarter"))
+    assert "Đang lập báo cáo" in answer
+    await app.report_tick()
+    summary = await chief.wait_text("📊 Thống kê Quý 3 năm 2026 — Huyện Quan Hóa")
+    assert "Tiếp nhận: 3 tin báo" in summary and "Mô tả" not in summary
+    await fake_telegram.wait_for(lambda: fake_telegram.sent(CHIEF_QH, "sendDocument"))
+    [photo] = fake_telegram.sent(CHIEF_QH, "sendPhoto")
+    assert Image.open(io.BytesIO(photo["photo"])).format == "PNG"
+    [document] = fake_telegram.sent(CHIEF_QH, "sendDocument")
+    assert document["document_filename"] == "bao-cao-thong-ke-2026-Q3.xlsx"
+    book = load_workbook(io.BytesIO(document["document"]))
+    assert book["Tổng hợp"]["A1"].value == app.settings.committee_name
+
+
+async def test_a_custom_range_is_typed_the_way_offices_write_dates(
+        app, fake_telegram, sessions, clock, scenario) -> None:
+    await _after_the_scenario(app, clock)
+    chief = Chat(fake_telegram, CHIEF_QH)
+    await chief.say("/stats")
+    [prompt] = await chief.tap(chief.button("stats:period:custom"))
+    assert "15/09/2026 - 14/11/2026" in prompt
+    [again] = await chief.say("từ tháng 7")
+    assert "Chưa đọc được" in again
+    [answer] = await chief.say("01/07/2026 - 31/07/2026")
+    assert "Đang lập báo cáo" in answer
+    await app.report_tick()
+    summary = await chief.wait_text("📊 Thống kê Từ 01/07/2026 đến 31/07/2026")
+    assert "Tiếp nhận: 1 tin báo" in summary  # A alone
+
+
+@pytest.mark.parametrize("who", [LIAISON_HX, OFFICER_HX, PARENT_HX])
+async def test_stats_in_the_chat_is_refused_politely_to_others(app, fake_telegram, clock,
+                                                              scenario, who) -> None:
+    await _after_the_scenario(app, clock)
+    [answer] = await Chat(fake_telegram, who).say("/stats")
+    assert "dành cho quản trị viên Ban Chỉ đạo và lãnh đạo công an" in answer
+
+
+async def test_zalo_gets_the_chart_by_url_and_a_download_link_that_expires(
+        app, fake_zalo, sessions, clock, scenario) -> None:
+    async with sessions() as session, session.begin():
+        person = await _person(session, CHIEF_QH)
+        for account in (await session.execute(select(Account).where(
+                Account.person_id == person.id))).scalars():
+            account.person_id = None
+        session.add(Account(channel="zalo", external_id="z-chief", person_id=person.id,
+                            created_at=clock.now(), code_failures=0))
+    await _after_the_scenario(app, clock)
+    app.settings.public_url = f"http://127.0.0.1:{app.http_port}"
+    fake_zalo.user_text("z-chief", "/stats")
+    await fake_zalo.wait_for(lambda: any("Quý trước" in t for t in fake_zalo.texts("z-chief")))
+    menu = fake_zalo.texts("z-chief")[-1]
+    assert "Trả lời bằng số" in menu  # Zalo has no buttons: a numbered menu
+    fake_zalo.user_text("z-chief", "2")  # the last quarter
+    await fake_zalo.wait_for(lambda: any("Đang lập" in t for t in fake_zalo.texts("z-chief")))
+    await app.report_tick()
+    await fake_zalo.wait_for(lambda: any("Tải báo cáo" in t for t in fake_zalo.texts("z-chief")))
+    [photo] = fake_zalo.sent("z-chief", "sendPhoto")
+    text = next(t for t in fake_zalo.texts("z-chief") if "Tải báo cáo" in t)
+    link = next(w for w in text.split() if w.startswith("http"))
+    async with aiohttp.ClientSession() as http:
+        async with http.get(photo["photo"]) as resp:
+            assert resp.status == 200 and resp.content_type == "image/png"
+            Image.open(io.BytesIO(await resp.read())).verify()
+        async with http.get(link) as resp:
+            assert resp.status == 200
+            assert load_workbook(io.BytesIO(await resp.read())).sheetnames[0] == "Tổng hợp"
+        forged = link.rsplit("/", 2)[0] + "/" + "A" * 24 + "/" + link.rsplit("/", 1)[1]
+        async with http.get(forged) as resp:
+            assert resp.status == 404
+        clock.advance(timedelta(hours=24, minutes=1))
+        async with http.get(link) as resp:
+            assert resp.status == 404  # the link has expired
+
+
+async def test_a_closed_period_reaches_the_admins_once_even_across_restarts(
+        app, fake_telegram, sessions, clock, admin, settings) -> None:
+    await _admin_on_telegram(sessions, clock)
+    await app.stop()
+    # Q3 closes at midnight between 14 and 15 September (Hanoi); the process was down.
+    clock.advance(local("2026-09-15 00:30") - clock.now())
+    second = App(settings, clock)
+    clock.on_advance(second.worker.wake)
+    await second.start()  # the period clock runs at start and catches up
+    try:
+        chat = Chat(fake_telegram, ADMIN_CHAT)
+        await chat.wait_text("📊 Thống kê Quý 3 năm 2026 — Tỉnh Thanh Hóa")
+        await fake_telegram.wait_for(lambda: fake_telegram.sent(ADMIN_CHAT, "sendDocument"))
+        assert await second.period_tick() == 0  # asked once: not again
+    finally:
+        await second.stop()
+    third = App(settings, clock)
+    await third.start()
+    try:
+        assert await third.period_tick() == 0 and await third.report_tick() == 0
+        await third.worker.settled()
+    finally:
+        await third.stop()
+    assert len(fake_telegram.sent(ADMIN_CHAT, "sendDocument")) == 1
+    # Nobody else was sent a report: the chief is not an admin.
+    assert not fake_telegram.sent(CHIEF_QH, "sendDocument")
+
+
+# ---- the command line and the report clock -----------------------------------------------------
+
+@pytest.fixture
+def cli_env(database_url, tmp_path, monkeypatch) -> None:
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("SAFESCHOOL_"):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SAFESCHOOL_DATABASE_URL", database_url)
+
+
+async def _cli(*args: str) -> int:
+    return await asyncio.to_thread(main, ["stats", *args])
+
+
+@pytest.mark.usefixtures("cli_env")
+async def test_stats_json_on_the_command_line_is_the_contract(scenario, capsys,
+                                                              tmp_path) -> None:
+    assert await _cli("--period", "2026-Q3", "--area", "QH", "--format", "json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["period"]["label"] == "2026-Q3" and data["area"]["code"] == "QH"
+    assert [row["area"]["code"] for row in data["areas"]] == ["HX", "PL"]
+    total = data["total"]
+    assert (total["received"], total["closed"], total["backlog"]) == (3, 2, 3)
+    assert total["resolution_rate_percent"] == 66.7
+    assert data["unclassified"] == {"count": 1, "refs": [scenario["C"]]}
+    assert [b["ref"] for b in data["backlog"]] == [scenario["E"], scenario["G"], scenario["B"]]
+    assert "Mô tả" not in json.dumps(data, ensure_ascii=False)
+    # A custom range, the workbook and the chart, written to files.
+    out = tmp_path / "q3.xlsx"
+    assert await _cli("--from", "15/06/2026", "--to", "2026-09-14", "--format", "xlsx",
+                      "--out", str(out)) == 0
+    sheet = load_workbook(out)["Theo địa bàn"]
+    assert any(row[0] == "Tổng cộng" and row[1] == 3
+               for row in sheet.iter_rows(values_only=True))
+    assert await _cli("--period", "2026-Q3", "--format", "png", "--out",
+                      str(tmp_path / "q3.png"), "--language", "en") == 0
+    assert Image.open(tmp_path / "q3.png").format == "PNG"
+    assert await _cli("--period", "2026-Q3") == 0
+    assert "📊 Thống kê Quý 3 năm 2026 — Toàn bộ địa bàn" in capsys.readouterr().out
+
+
+@pytest.mark.usefixtures("cli_env")
+@pytest.mark.parametrize(("args", "says"), [
+    (["--area", "XX"], "no area with code 'XX'"),
+    (["--from", "2026-01-01"], "--from and --to go together"),
+    (["--period", "2026", "--to", "2026-01-01"], "either --period or --from/--to"),
+    (["--from", "31/02/2026", "--to", "2026-03-01"], "no such day"),
+    (["--period", "2026-Q7"], "write 2026-Q3"),
+])
+async def test_bad_stats_arguments_are_one_sentence_and_exit_2(directory, capsys, args,
+                                                               says) -> None:
+    assert await _cli(*args) == 2
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+async def test_a_report_whose_builder_died_is_built_again_and_sent_once(
+        app, fake_telegram, sessions, clock, admin) -> None:
+    await _admin_on_telegram(sessions, clock)
+    async with sessions() as session, session.begin():
+        person = await _person(session, ADMIN_PHONE)
+        await stat_reports.request(session, key="ask:test:1", person_id=person.id,
+                                   account_id=None, area_id=None,
+                                   period=periods.quarter(2026, 3), now=clock.now())
+        row = (await session.execute(select(StatReport))).scalar_one()
+        row.status, row.claimed_at, row.attempts = "building", clock.now(), 1
+    assert await app.report_tick() == 0  # another builder is on it
+    clock.advance(stat_reports.BUILD_LEASE + timedelta(seconds=1))
+    assert await app.report_tick() == 1  # …which died: taken again
+    assert await app.report_tick() == 0
+    await Chat(fake_telegram, ADMIN_CHAT).wait_text("📊 Thống kê Quý 3 năm 2026")
+    await app.worker.settled()
+    assert len(fake_telegram.sent(ADMIN_CHAT, "sendDocument")) == 1

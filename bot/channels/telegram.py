@@ -61,7 +61,7 @@ warnings.filterwarnings("ignore", message=r".*do_api_request\(\"getUpdates\"",
                         category=PTBUserWarning)
 NAME = "telegram"
 # Bot API limits: 4096 characters a message, 1024 a caption; choices are inline buttons.
-PROFILE = Profile(NAME, text_limit=4096, caption_limit=1024)
+PROFILE = Profile(NAME, text_limit=4096, caption_limit=1024, uploads=True)
 register_profile(PROFILE)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
@@ -442,7 +442,8 @@ class TelegramChannel(Paced):
             return await bot.send_video(chat_id, file, caption=caption, reply_markup=markup)
         if media.kind == "video_note":
             return await bot.send_video_note(chat_id, file, reply_markup=markup)
-        return await bot.send_document(chat_id, file, caption=caption, reply_markup=markup)
+        return await bot.send_document(chat_id, file, caption=caption, reply_markup=markup,
+                                       filename=Path(media.path).name if media.path else None)
 
     async def _send_text(self, chat_id: str, text: str,
                          markup: InlineKeyboardMarkup | None) -> str:

@@ -1,5 +1,6 @@
 """`safeschool` command line: run the bot, migrate, manage the directory, invitations,
-escalation and campaigns. One module per command group; this one only wires them."""
+escalation and campaigns, read the statistics. One module per command group; this one
+only wires them."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sys
 # queue messages fit them to the recipient's messenger like the running bot does.
 import bot.channels.telegram
 import bot.channels.zalo  # noqa: F401
-from bot.cli import campaign, directory, escalation, invite, run
+from bot.cli import campaign, directory, escalation, invite, run, stats
 from bot.cli.common import EXIT_USAGE, CliError
 
 
@@ -21,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Describe every command and flag."""
     parser = argparse.ArgumentParser(prog="safeschool", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (run, directory, invite, escalation, campaign):
+    for group in (run, directory, invite, escalation, campaign, stats):
         group.register(sub)
     return parser
 

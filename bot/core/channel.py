@@ -34,6 +34,8 @@ class Profile:
     caption_limit: int
     # How the messenger shows choices: as they are (buttons), or folded into the text.
     fit: Callable[[Outbound], Outbound] = _as_is
+    # Whether a bot can upload a file (a workbook, a picture); if not, only a public URL.
+    uploads: bool = False
 
 
 # For a channel whose adapter is not loaded: the smallest limits of the messengers we know.

@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     quiet_hours: str = "21:00-07:00"  # local time; awareness messages wait, alerts never do
     # Reports.
     report_limit_per_hour: int = 5
+    # Statistics: periods cut on this day (Decree 09/2019: the 15th; 1 gives calendar
+    # periods), the committee named on the workbook, how long a download link works.
+    report_cutoff_day: int = 15
+    committee_name: str = "Ban Chỉ đạo phòng, chống bạo lực học đường và xâm hại trẻ em"
+    report_link_hours: float = 24.0
+    # Where people reach this server from outside (links in messages: Zalo's report
+    # picture and workbook). Unset: the origin of a webhook URL, if one is set.
+    public_url: str | None = None
 
     @field_validator("database_url")
     @classmethod
@@ -77,6 +85,24 @@ class Settings(BaseSettings):
         if value not in LANGUAGES:
             raise ValueError(f"must be one of {', '.join(LANGUAGES)}")
         return value
+
+    @field_validator("report_cutoff_day")
+    @classmethod
+    def _cutoff_day(cls, value: int) -> int:
+        if not 1 <= value <= 28:
+            raise ValueError("must be a day from 1 to 28 (15 follows Decree 09/2019, 1 gives "
+                             "calendar periods)")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an address like https://safeschool.example.vn")
+        return value.rstrip("/")
 
     @field_validator("quiet_hours")
     @classmethod
@@ -104,6 +130,18 @@ class Settings(BaseSettings):
     def tz(self) -> ZoneInfo:
         """Return the configured timezone."""
         return ZoneInfo(self.timezone)
+
+    @property
+    def public_base(self) -> str | None:
+        """The address people reach this server at, for links: SAFESCHOOL_PUBLIC_URL, else
+        the origin of a webhook URL (the messengers reach us there already)."""
+        if self.public_url:
+            return self.public_url
+        for url in (self.zalo_webhook_url, self.telegram_webhook_url):
+            if url:
+                parts = urlsplit(url)
+                return f"{parts.scheme}://{parts.netloc}"
+        return None
 
     @property
     def telegram_webhook_path(self) -> str:

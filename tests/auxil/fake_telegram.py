@@ -160,9 +160,12 @@ class FakeTelegram(LoopbackServer):
             return dict(await request.json())
         if request.can_read_body:
             form = await request.post()
-            # An uploaded file arrives as a FileField: keep its bytes.
-            return {k: (v.file.read() if isinstance(v, web.FileField) else v)
-                    for k, v in form.items()}
+            # An uploaded file arrives as a FileField: keep its bytes (and its name).
+            params = {k: (v.file.read() if isinstance(v, web.FileField) else v)
+                      for k, v in form.items()}
+            params.update({f"{k}_filename": v.filename for k, v in form.items()
+                           if isinstance(v, web.FileField)})
+            return params
         return dict(request.query)
 
     async def _handle(self, request: web.Request) -> web.Response:

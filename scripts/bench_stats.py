@@ -1,0 +1,202 @@
+"""How long a province-wide yearly statistics report takes (the committee's heaviest read).
+
+Generates a province (1,000 areas in three levels, 50,000 schools, 500,000 cases over two
+years, parents and awareness messages), then times `statistics.compute` for the whole
+province over a reporting year and a quarter. Goal (issue #10): < 1 s on PostgreSQL, < 3 s
+on SQLite on a 2-core machine.
+
+    python scripts/bench_stats.py                          # SQLite file in /tmp
+    python scripts/bench_stats.py --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/bench
+    python scripts/bench_stats.py --keep                   # time again without regenerating
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics as stats
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqlalchemy import func, insert, select
+
+from bot.services import periods
+from bot.services.statistics import compute
+from scripts.bench_campaign import reset_schema
+from storage import db
+from storage.models import (
+    CATEGORIES,
+    OUTCOMES,
+    Account,
+    Area,
+    Incident,
+    Outbox,
+    OutboxStatus,
+    Person,
+    Priority,
+    Role,
+    RoleAssignment,
+    School,
+)
+
+TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+NOW = datetime(2026, 12, 20, 5, 0, tzinfo=UTC)  # just after the reporting year 2026 closed
+BATCH = 5_000
+LEVELS = ("mầm non", "tiểu học", "THCS", "THPT")
+
+
+def progress(label: str, done: int, total: int) -> None:
+    print(f"\r  {label}: {done:,}/{total:,}", end="" if done < total else "\n", flush=True)
+
+
+async def insert_batches(sessions, table, rows, label: str, total: int) -> None:
+    batch: list[dict] = []
+    done = 0
+    for row in rows:
+        batch.append(row)
+        if len(batch) == BATCH:
+            async with sessions() as session, session.begin():
+                await session.execute(insert(table), batch)
+            done += len(batch)
+            batch = []
+            progress(label, done, total)
+    if batch:
+        async with sessions() as session, session.begin():
+            await session.execute(insert(table), batch)
+        progress(label, done + len(batch), total)
+
+
+async def generate(sessions, areas: int, schools: int, cases: int, parents: int) -> int:
+    """Fill the database; return the province's area id."""
+    rng = random.Random(20261123)
+    now = NOW
+    districts = max(1, round(areas ** 0.5))
+    communes = areas - 1 - districts
+    area_rows = [{"id": 1, "code": "P", "name": "Tỉnh Thử Nghiệm", "level": "tỉnh",
+                  "parent_id": None}]
+    area_rows += [{"id": 2 + d, "code": f"D{d:03d}", "name": f"Huyện số {d + 1}",
+                   "level": "huyện", "parent_id": 1} for d in range(districts)]
+    first_commune = 2 + districts
+    area_rows += [{"id": first_commune + c, "code": f"C{c:04d}", "name": f"Xã số {c + 1}",
+                   "level": "xã", "parent_id": 2 + c % districts} for c in range(communes)]
+    await insert_batches(sessions, Area, iter(area_rows), "areas", len(area_rows))
+    school_area = [first_commune + rng.randrange(communes) for _ in range(schools)]
+    await insert_batches(sessions, School, (
+        {"id": s + 1, "code": f"S{s:05d}", "name": f"Trường số {s + 1}",
+         "level": LEVELS[s % len(LEVELS)], "area_id": school_area[s],
+         "parent_code": f"PC{s:06d}"} for s in range(schools)), "schools", schools)
+
+    start = now - timedelta(days=730)
+
+    def case_rows():
+        for n in range(cases):
+            school = rng.randrange(schools)
+            created = start + timedelta(seconds=rng.randrange(730 * 86400))
+            urgent = rng.random() < 0.1
+            acked = created + timedelta(minutes=rng.expovariate(1 / 30)) \
+                if rng.random() < 0.95 else None
+            closed = created + timedelta(days=rng.expovariate(1 / 8)) \
+                if acked and rng.random() < 0.9 else None
+            if closed and closed > now:
+                closed = None
+            yield {
+                "id": n + 1, "ref": f"B-{n:07d}", "school_id": school + 1,
+                "area_id": school_area[school], "reporter_role": "liaison",
+                "anonymous": rng.random() < 0.2, "urgent": urgent,
+                "category": rng.choice(CATEGORIES), "status": "closed" if closed else "new",
+                "created_at": created, "acknowledged_at": acked, "closed_at": closed,
+                "outcome": rng.choice(OUTCOMES) if closed else None, "updated_at": created,
+                "escalation_step": 0,
+                "resolution_due_at": created + timedelta(days=3 if urgent else 14),
+                "escalated_at": created + timedelta(hours=1) if rng.random() < 0.1 else None,
+                "confirmation": rng.choice(("asked", "confirmed", None)) if closed else None,
+                "confirmation_asked_at": closed,
+            }
+    await insert_batches(sessions, Incident, case_rows(), "cases", cases)
+
+    await insert_batches(sessions, Person, ({"id": p + 1, "created_at": start}
+                                            for p in range(parents)), "parents", parents)
+    await insert_batches(sessions, Account, (
+        {"id": p + 1, "channel": "telegram", "external_id": str(10_000 + p),
+         "person_id": p + 1, "created_at": start, "code_failures": 0}
+        for p in range(parents)), "accounts", parents)
+    parent_school = [rng.randrange(schools) for _ in range(parents)]
+    await insert_batches(sessions, RoleAssignment, (
+        {"person_id": p + 1, "role": Role.PARENT, "school_id": parent_school[p] + 1,
+         "created_at": start} for p in range(parents)), "parents' roles", parents)
+    # One awareness message a quarter to every parent, over the two years.
+    sends = parents * 8
+
+    def outbox_rows():
+        for n in range(sends):
+            p = n % parents
+            at = start + timedelta(days=91 * (n // parents) + 1)
+            yield {"idempotency_key": f"bench:{n}", "account_id": p + 1,
+                   "channel": "telegram", "chat_id": str(10_000 + p),
+                   "priority": Priority.CAMPAIGN, "payload": {"text": "."},
+                   "status": OutboxStatus.SENT, "attempts": 1, "next_attempt_at": at,
+                   "created_at": at, "sent_at": at, "campaign_run_id": n // parents + 1,
+                   "area_id": school_area[parent_school[p]]}
+    await insert_batches(sessions, Outbox, outbox_rows(), "awareness messages", sends)
+    return 1
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default="sqlite+aiosqlite:////tmp/bench_stats.db")
+    parser.add_argument("--areas", type=int, default=1_000)
+    parser.add_argument("--schools", type=int, default=50_000)
+    parser.add_argument("--cases", type=int, default=500_000)
+    parser.add_argument("--parents", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="reuse the generated database")
+    args = parser.parse_args()
+    url = args.database_url
+    if not args.keep:
+        if url.startswith("sqlite"):
+            Path(url.split(":///", 1)[1]).unlink(missing_ok=True)  # noqa: ASYNC240 - before any work
+        else:
+            await reset_schema(url)
+    engine = db.create_engine(url)
+    await db.upgrade(engine)
+    sessions = db.sessionmaker(engine)
+    if not args.keep:
+        began = time.perf_counter()
+        await generate(sessions, args.areas, args.schools, args.cases, args.parents)
+        if engine.dialect.name == "postgresql":
+            async with engine.connect() as conn:
+                await conn.exec_driver_sql("COMMIT")
+                await conn.exec_driver_sql("ANALYZE")
+        else:
+            async with engine.begin() as conn:
+                await conn.exec_driver_sql("ANALYZE")
+        print(f"generated in {time.perf_counter() - began:.0f} s")
+    async with sessions() as session:
+        counted = (await session.execute(select(func.count()).select_from(Incident)))
+        cases = counted.scalar_one()
+        province = (await session.execute(select(Area).where(Area.parent_id.is_(None))
+                                          .order_by(Area.id))).scalars().first()
+    print(f"{engine.dialect.name}: {cases:,} cases, province {province.code}")
+    for label, period in (("year 2026", periods.year(2026)),
+                          ("quarter 2026-Q4", periods.quarter(2026, 4))):
+        times = []
+        for _ in range(args.runs):
+            async with sessions() as session:
+                began = time.perf_counter()
+                report = await compute(session, period, province, now=NOW, tz=TZ)
+                times.append(time.perf_counter() - began)
+        print(f"{label}: received {report.total.received:,}, closed {report.total.closed:,}, "
+              f"backlog {report.total.backlog:,}, reached {report.total.outreach_people:,}; "
+              f"best {min(times):.2f} s, median {stats.median(times):.2f} s "
+              f"over {args.runs} runs")
+    await engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
