@@ -81,7 +81,9 @@ class App:
             self.channels["telegram"] = TelegramChannel(settings, self.inbox.accept)
         if settings.zalo_token is not None:
             self.channels["zalo"] = ZaloChannel(settings, self.inbox.accept)
-        self.reports = ReportBuilder(self.sessions, settings, self.clock.now)
+        self.readers = db.create_engine(settings.database_url, read_only=True)
+        self.reports = ReportBuilder(self.sessions, settings, self.clock.now,
+                                     db.sessionmaker(self.readers))
         self._jobs: set[asyncio.Task[object]] = set()  # scheduler jobs running now
         self._stopped = False
         self.scheduler = build_scheduler(self.sessions, self.clock, settings.timezone,
@@ -299,6 +301,7 @@ class App:
             await self._runner.cleanup()
             self._runner = None
         await self.engine.dispose()
+        await self.readers.dispose()
 
     async def run_forever(self) -> None:
         """Run until SIGINT or SIGTERM, then shut down gracefully."""

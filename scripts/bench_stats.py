@@ -94,10 +94,13 @@ async def generate(sessions, areas: int, schools: int, cases: int, parents: int)
 
     start = now - timedelta(days=730)
 
+    # Cases arrive in time order, as they do in life (ids grow with created_at).
+    moments = sorted(rng.randrange(730 * 86400) for _ in range(cases))
+
     def case_rows():
         for n in range(cases):
             school = rng.randrange(schools)
-            created = start + timedelta(seconds=rng.randrange(730 * 86400))
+            created = start + timedelta(seconds=moments[n])
             urgent = rng.random() < 0.1
             acked = created + timedelta(minutes=rng.expovariate(1 / 30)) \
                 if rng.random() < 0.95 else None

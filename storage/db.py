@@ -46,8 +46,18 @@ def normalise_url(url: str) -> str:
     return parsed.set(drivername=driver).render_as_string(hide_password=False)
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
-    """Create an async engine; SQLite gets WAL, foreign keys and a busy timeout."""
+READER_CACHE_KIB = 64 * 1024  # SQLite page cache of a read-only connection
+READER_MMAP_BYTES = 256 * 1024 * 1024
+
+
+def create_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> AsyncEngine:
+    """Create an async engine; SQLite gets WAL, foreign keys and a busy timeout.
+
+    A read-only engine is for long reads (statistics): on SQLite it has its own connection
+    and begins its transactions deferred, so in WAL mode it reads a snapshot while the
+    bot's connection goes on writing (alerts never wait behind a report), with a larger
+    page cache and memory-mapped reads; it refuses to write. On PostgreSQL its transactions
+    are READ ONLY."""
     url = normalise_url(url)
     is_sqlite = url.startswith("sqlite")
     # Errors must not carry report texts or names into the logs.
@@ -80,8 +90,18 @@ def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
+        if read_only:
+            @event.listens_for(engine.sync_engine, "connect")
+            def _sqlite_reader(dbapi_conn: Any, _record: Any) -> None:
+                cursor = dbapi_conn.cursor()
+                cursor.execute("PRAGMA query_only=ON")
+                cursor.execute(f"PRAGMA cache_size=-{READER_CACHE_KIB}")
+                cursor.execute(f"PRAGMA mmap_size={READER_MMAP_BYTES}")
+                cursor.close()
+    elif read_only:
+        engine = engine.execution_options(postgresql_readonly=True)
     return engine
 
 

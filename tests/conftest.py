@@ -115,9 +115,12 @@ async def fake_zalo() -> AsyncIterator[FakeZalo]:
 
 
 @pytest.fixture
-def settings(database_url: str, fake_telegram: FakeTelegram, fake_zalo: FakeZalo) -> Settings:
-    """Settings that point the app at the fakes and the test database."""
-    return make_settings(database_url, fake_telegram, zalo=fake_zalo)
+def settings(database_url: str, fake_telegram: FakeTelegram, fake_zalo: FakeZalo,
+             tmp_path: Path) -> Settings:
+    """Settings that point the app at the fakes, the test database and a media folder of
+    the test's own."""
+    return make_settings(database_url, fake_telegram, zalo=fake_zalo,
+                         media_dir=tmp_path / "media")
 
 
 def make_settings(database_url: str, fake: FakeTelegram, zalo: FakeZalo | None = None,

@@ -28,6 +28,7 @@ from schedules.escalation import escalate_due
 from storage.models import (
     Account,
     Area,
+    Incident,
     Outbox,
     OutboxStatus,
     Person,
@@ -540,3 +541,26 @@ async def test_a_report_whose_builder_died_is_built_again_and_sent_once(
     await Chat(fake_telegram, ADMIN_CHAT).wait_text("📊 Thống kê Quý 3 năm 2026")
     await app.worker.settled()
     assert len(fake_telegram.sent(ADMIN_CHAT, "sendDocument")) == 1
+
+
+async def test_the_school_disputes_an_outcome_from_the_chat_and_the_chief_hears_of_it(
+        app, fake_telegram, sessions, clock, admin) -> None:
+    desk = Desk(sessions)
+    case_id, ref = await desk.report(LIAISON_HX, "THCS-HX", "2026-09-07 08:00", "bullying")
+    await desk(OFFICER_HX, clock.now(), lambda s, x: s.close(x, case_id, "referred_school"))
+    liaison = Chat(fake_telegram, LIAISON_HX)
+    ask = await liaison.wait_text("Đề nghị nhà trường xác nhận")
+    assert ref in ask and "Chuyển nhà trường giải quyết" in ask
+    assert [label for label, _ in liaison.last_buttons()] == ["1. Xác nhận kết quả",
+                                                              "2. Không đồng ý"]
+    [answer] = await liaison.tap(liaison.button(f"case:dispute:{case_id}"))
+    assert "đã được mở lại" in answer
+    chief = await Chat(fake_telegram, CHIEF_QH).wait_text("không đồng ý với kết quả")
+    assert ref in chief
+    await Chat(fake_telegram, OFFICER_HX).wait_text("không đồng ý với kết quả")
+    # The old buttons do nothing more: the case is open again.
+    [again] = await liaison.tap(liaison.button(f"case:confirm:{case_id}"))
+    assert "không cần trả lời thêm" in again
+    async with sessions() as session:
+        incident = await session.get(Incident, case_id)
+        assert incident.status == "in_progress" and incident.confirmation == "disputed"

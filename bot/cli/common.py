@@ -51,12 +51,21 @@ async def database(settings: Settings) -> AsyncIterator[AsyncEngine]:
 
 
 async def with_session(settings: Settings,
-                        work: Callable[[AsyncSession], Awaitable[int]]) -> int:
-    """Open the database (migrating it if needed) and run work in one transaction."""
+                        work: Callable[[AsyncSession], Awaitable[int]], *,
+                        read_only: bool = False) -> int:
+    """Open the database (migrating it if needed) and run work in one transaction (a
+    read-only one, which never blocks a running bot on SQLite, when asked)."""
     async with database(settings) as engine:
         await db.upgrade(engine)
-        async with db.sessionmaker(engine)() as session, session.begin():
-            return await work(session)
+        if not read_only:
+            async with db.sessionmaker(engine)() as session, session.begin():
+                return await work(session)
+        reader = db.create_engine(settings.database_url, read_only=True)
+        try:
+            async with db.sessionmaker(reader)() as session, session.begin():
+                return await work(session)
+        finally:
+            await reader.dispose()
 
 
 def clock_now() -> Any:

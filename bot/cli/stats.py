@@ -75,7 +75,7 @@ async def cmd_stats(args: argparse.Namespace) -> int:
             print(f"Wrote {args.out} ({period.label}, {len(data):,} bytes)", file=sys.stderr)
         return 0
 
-    return await with_session(settings, work)
+    return await with_session(settings, work, read_only=True)
 
 
 def register(sub: Any) -> None:

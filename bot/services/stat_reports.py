@@ -77,6 +77,10 @@ def _period_of(row: StatReport) -> periods.Period:
     return periods.Period(row.period_kind, row.period_label, row.first_day, row.last_day)
 
 
+class Undeliverable(Exception):
+    """A report that can never be sent (nobody to send it to, no longer allowed)."""
+
+
 @dataclass(frozen=True)
 class Built:
     """What a built report left on disk, and the words around it."""
@@ -89,8 +93,12 @@ class Built:
 class ReportBuilder:
     """Builds pending requests one at a time; any number of processes may run one."""
 
-    def __init__(self, sessions: async_sessionmaker, settings: Settings, now: Any) -> None:
+    def __init__(self, sessions: async_sessionmaker, settings: Settings, now: Any,
+                 readers: async_sessionmaker | None = None) -> None:
         self.sessions = sessions
+        # The figures are read on a read-only connection: on SQLite the bot's own connection
+        # goes on writing (alerts) while a province's year is being read.
+        self.readers = readers or sessions
         self.settings = settings
         self.now = now  # a callable: the clock
         self.folder = Path(settings.media_dir) / "reports"
@@ -102,6 +110,8 @@ class ReportBuilder:
             try:
                 if await self._build_and_queue(claimed):
                     done += 1
+            except Undeliverable as exc:
+                await self._failed(claimed, str(exc), final=True)
             except Exception as exc:  # one bad report must not stop the others
                 _LOGGER.exception("Statistics report %s failed", claimed)
                 await self._failed(claimed, type(exc).__name__)
@@ -128,17 +138,17 @@ class ReportBuilder:
                     return row.id
                 row.status, row.last_error = "failed", row.last_error or "gave up"
 
-    async def _failed(self, report_id: int, reason: str) -> None:
+    async def _failed(self, report_id: int, reason: str, *, final: bool = False) -> None:
         async with self.sessions() as session, session.begin():
             row = await session.get(StatReport, report_id)
             if row is not None:
-                row.status = "failed" if row.attempts >= MAX_ATTEMPTS else "pending"
+                row.status = "failed" if final or row.attempts >= MAX_ATTEMPTS else "pending"
                 row.last_error = reason
 
     async def _build_and_queue(self, report_id: int) -> bool:
         settings = self.settings
         now = self.now()
-        async with self.sessions() as session, session.begin():
+        async with self.readers() as session, session.begin():
             row = await session.get(StatReport, report_id)
             assert row is not None
             person = await session.get(Person, row.person_id)
@@ -147,8 +157,7 @@ class ReportBuilder:
                 account = await preferred_account(session, row.person_id)
             area = await session.get(Area, row.area_id) if row.area_id else None
             if person is None or account is None:
-                row.status, row.last_error = "failed", "nobody to send it to"
-                return False
+                raise Undeliverable("nobody to send it to")
             language = person.language or account.language or settings.default_language
             t = Translator(language, account.channel)
             service = CaseService(session, now=now, tz=settings.tz,
@@ -156,9 +165,8 @@ class ReportBuilder:
             try:  # the same door as in the chat: roles may have changed since the request
                 report = await service.statistics(Actor(person, account.channel), _period_of(row),
                                                   area.code if area else None)
-            except Refused:
-                row.status, row.last_error = "failed", "no longer allowed"
-                return False
+            except Refused as exc:
+                raise Undeliverable("no longer allowed") from exc
             token, period = row.token, _period_of(row)
             account_id, channel = account.id, account.channel
         folder = self.folder / token

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, distinct, func, literal, or_, select
+from sqlalchemy import and_, case, distinct, func, literal, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services.periods import Period
@@ -29,7 +29,6 @@ from storage.models import (
     Incident,
     IncidentEvent,
     Outbox,
-    OutboxStatus,
     Role,
     RoleAssignment,
     School,
@@ -210,35 +209,46 @@ async def _tree(session: AsyncSession, root: Area | None) -> tuple[Any, dict[int
     return tree, {area.id: area for area in tops}
 
 
-async def _percentiles(session: AsyncSession, tree: Any, start: datetime, end: datetime, *,
-                       by_top: bool, urgent_only: bool = False) -> dict[Any, tuple[float, float]]:
-    """Median and 90th percentile (nearest rank) of minutes to acknowledge, per row or in
-    all, computed by the database with window functions."""
+async def _percentiles(session: AsyncSession, tree: Any, start: datetime,
+                       end: datetime) -> dict[Any, tuple[float | None, float | None]]:
+    """Median and 90th percentile (nearest rank) of minutes to acknowledge: per row (keyed
+    by the row's area id), in all ("all") and for urgent cases ("urgent"). One scan of the
+    period, three window orderings, computed by the database."""
     seconds = _seconds_between(session, Incident.acknowledged_at, Incident.created_at)
-    group = tree.c.top if by_top else literal(0)
-    where = [Incident.created_at >= start, Incident.created_at < end,
-             Incident.acknowledged_at.is_not(None)]
-    if urgent_only:
-        where.append(Incident.urgent.is_(True))
-    ranked = (select(group.label("g"), seconds.label("s"),
-                     func.row_number().over(partition_by=group, order_by=seconds).label("rn"),
-                     func.count().over(partition_by=group).label("n"))
-              .select_from(Incident).join(tree, tree.c.id == Incident.area_id).where(*where)
-              ).subquery()
+    timed = (select(tree.c.top.label("top"), Incident.urgent.label("urgent"),
+                    seconds.label("s")).select_from(Incident)
+             .join(tree, tree.c.id == Incident.area_id)
+             .where(Incident.created_at >= start, Incident.created_at < end,
+                    Incident.acknowledged_at.is_not(None))).subquery()
+    windows = {
+        "row": {"partition_by": timed.c.top},
+        "all": {},
+        "urgent": {"partition_by": timed.c.urgent},
+    }
+    columns = [timed.c.top, timed.c.urgent, timed.c.s]
+    for name, over in windows.items():
+        columns.append(func.row_number().over(order_by=timed.c.s, **over).label(f"rn_{name}"))
+        columns.append(func.count().over(**over).label(f"n_{name}"))
+    ranked = select(*columns).subquery()
     # Nearest rank: the ceil(p·n)-th value, in integer arithmetic both databases share.
-    median_rank = (ranked.c.n + 1) // 2
-    p90_rank = (ranked.c.n * 9 + 9) // 10
-    rows = (await session.execute(
-        select(ranked.c.g, ranked.c.rn, ranked.c.s, median_rank, p90_rank)
-        .where(or_(ranked.c.rn == median_rank, ranked.c.rn == p90_rank)))).all()
+    wanted = []
+    for name in windows:
+        rn, n = ranked.c[f"rn_{name}"], ranked.c[f"n_{name}"]
+        wanted += [rn == (n + 1) // 2, rn == (n * 9 + 9) // 10]
+    rows = (await session.execute(select(ranked).where(or_(*wanted)))).mappings().all()
     found: dict[Any, list[float | None]] = defaultdict(lambda: [None, None])
-    for g, rn, s, m_rank, p_rank in rows:
-        minutes = round(float(s) / 60.0, 1)
-        if rn == m_rank:
-            found[g][0] = minutes
-        if rn == p_rank:
-            found[g][1] = minutes
-    return {g: (m, p) for g, (m, p) in found.items()}  # type: ignore[misc]
+    for row in rows:
+        minutes = round(float(row["s"]) / 60.0, 1)
+        for name in windows:
+            if name == "urgent" and not row["urgent"]:
+                continue
+            key = row["top"] if name == "row" else name
+            n, rn = row[f"n_{name}"], row[f"rn_{name}"]
+            if rn == (n + 1) // 2:
+                found[key][0] = minutes
+            if rn == (n * 9 + 9) // 10:
+                found[key][1] = minutes
+    return {key: (m, p) for key, (m, p) in found.items()}
 
 
 async def compute(session: AsyncSession, period: Period, root: Area | None, *, now: datetime,
@@ -343,39 +353,43 @@ async def compute(session: AsyncSession, period: Period, root: Area | None, *, n
         categories_before[category] = categories_before.get(category, 0) + n
 
     # Time to acknowledge.
-    for top, (median, p90) in (await _percentiles(session, tree, start, end,
-                                                   by_top=True)).items():
-        row(top).ack_median_minutes, row(top).ack_p90_minutes = median, p90
-    overall = (await _percentiles(session, tree, start, end, by_top=False)).get(0, (None, None))
-    urgent = (await _percentiles(session, tree, start, end, by_top=False,
-                                 urgent_only=True)).get(0, (None, None))
+    ranks = await _percentiles(session, tree, start, end)
+    for top, r in rows.items():
+        r.ack_median_minutes, r.ack_p90_minutes = ranks.get(top, (None, None))
+    overall = ranks.get("all", (None, None))
+    urgent = ranks.get("urgent", (None, None))
 
-    # Outreach: people who were sent at least one awareness message in the period.
-    sent = [Outbox.campaign_run_id.is_not(None), Outbox.status == OutboxStatus.SENT,
-            Outbox.sent_at >= start, Outbox.sent_at < end]
-    reached = (select(Outbox.area_id, Account.person_id).select_from(Outbox)
-               .join(Account, Account.id == Outbox.account_id).where(*sent)).subquery()
-    result = await session.execute(
-        select(tree.c.top, RoleAssignment.role, func.count(distinct(reached.c.person_id)))
-        .select_from(reached).join(tree, tree.c.id == reached.c.area_id)
-        .join(RoleAssignment, RoleAssignment.person_id == reached.c.person_id)
-        .group_by(tree.c.top, RoleAssignment.role))
-    for top, role, n in result:
-        row(top).outreach[role] = n
-    result = await session.execute(
-        select(tree.c.top, func.count(distinct(reached.c.person_id))).select_from(reached)
-        .join(tree, tree.c.id == reached.c.area_id).group_by(tree.c.top))
-    for top, n in result:
-        row(top).outreach_people = n
-    result = await session.execute(
-        select(RoleAssignment.role, func.count(distinct(reached.c.person_id)))
-        .select_from(reached).join(tree, tree.c.id == reached.c.area_id)
-        .join(RoleAssignment, RoleAssignment.person_id == reached.c.person_id)
-        .group_by(RoleAssignment.role))
-    total_reach = {role: n for role, n in result}
-    total_people = (await session.execute(
-        select(func.count(distinct(reached.c.person_id))).select_from(reached)
-        .join(tree, tree.c.id == reached.c.area_id))).scalar_one()
+    # Outreach: people who were sent at least one awareness message in the period, per row
+    # and role, per row, per role and in all: one statement over the distinct (row, person)
+    # pairs, which both databases materialise once.
+    reached = (select(tree.c.top.label("top"), Account.person_id.label("person_id"))
+               .select_from(Outbox).join(Account, Account.id == Outbox.account_id)
+               .join(tree, tree.c.id == Outbox.area_id)
+               .where(Outbox.campaign_run_id.is_not(None),  # sent_at: set when sent
+                      Outbox.sent_at >= start, Outbox.sent_at < end)
+               .distinct()).cte("reached")
+    roles = (select(reached.c.top, reached.c.person_id, RoleAssignment.role)
+             .join(RoleAssignment, RoleAssignment.person_id == reached.c.person_id)
+             .distinct()).cte("reached_roles")
+    people = func.count(distinct(reached.c.person_id))
+    role_people = func.count(distinct(roles.c.person_id))
+    result = await session.execute(union_all(
+        select(literal("row_role"), roles.c.top, roles.c.role, role_people)
+        .group_by(roles.c.top, roles.c.role),
+        select(literal("row"), reached.c.top, literal(None), people).group_by(reached.c.top),
+        select(literal("role"), literal(None), roles.c.role, role_people).group_by(roles.c.role),
+        select(literal("all"), literal(None), literal(None), people)))
+    total_reach: dict[str, int] = {}
+    total_people = 0
+    for kind, top, role, n in result:
+        if kind == "row_role":
+            row(top).outreach[role] = n
+        elif kind == "row":
+            row(top).outreach_people = n
+        elif kind == "role":
+            total_reach[role] = n
+        else:
+            total_people = n
 
     # Parents registered per school (as of the period's end).
     parents = (select(RoleAssignment.school_id, func.count(distinct(RoleAssignment.person_id))

@@ -21,12 +21,17 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("escalated_at", sa.DateTime(), nullable=True))
         batch_op.add_column(sa.Column("confirmation", sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column("confirmation_asked_at", sa.DateTime(), nullable=True))
-        batch_op.create_index("ix_incidents_created_area", ["created_at", "area_id"],
-                              unique=False)
-        batch_op.create_index("ix_incidents_closed_area", ["closed_at", "area_id"],
-                              unique=False)
+        batch_op.create_index("ix_incidents_received", [
+            "created_at", "area_id", "category", "urgent", "anonymous", "school_id",
+            "acknowledged_at", "escalated_at"], unique=False)
+        batch_op.create_index("ix_incidents_closed", [
+            "closed_at", "area_id", "outcome", "resolution_due_at", "confirmation",
+            "confirmation_asked_at"], unique=False)
     with op.batch_alter_table("incident_events", schema=None) as batch_op:
         batch_op.create_index("ix_incident_events_kind_at", ["kind", "at"], unique=False)
+    op.create_index("ix_outbox_outreach", "outbox", ["sent_at", "area_id", "account_id"],
+                    unique=False, sqlite_where=sa.text("campaign_run_id IS NOT NULL"),
+                    postgresql_where=sa.text("campaign_run_id IS NOT NULL"))
     # Cases that escalated before this revision: the first escalation on their timeline.
     op.execute(
         "UPDATE incidents SET escalated_at = (SELECT min(e.at) FROM incident_events e "
@@ -68,11 +73,12 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("stat_reports")
+    op.drop_index("ix_outbox_outreach", table_name="outbox")
     with op.batch_alter_table("incident_events", schema=None) as batch_op:
         batch_op.drop_index("ix_incident_events_kind_at")
     with op.batch_alter_table("incidents", schema=None) as batch_op:
-        batch_op.drop_index("ix_incidents_closed_area")
-        batch_op.drop_index("ix_incidents_created_area")
+        batch_op.drop_index("ix_incidents_closed")
+        batch_op.drop_index("ix_incidents_received")
         batch_op.drop_column("confirmation_asked_at")
         batch_op.drop_column("confirmation")
         batch_op.drop_column("escalated_at")
