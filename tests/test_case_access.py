@@ -16,9 +16,10 @@ from sqlalchemy import select
 from bot.app import App
 from bot.services.cases import Actor, CaseService, Draft, NoSuchCase, Refused
 from bot.services.directory import normalise_phone
-from storage.models import Area, CaseAccess, Incident, Person, Role, RoleAssignment, School
+from storage.models import CaseAccess, Incident, Person, Role, RoleAssignment, School
 from tests.auxil.fake_telegram import FakeTelegram
 from tests.auxil.people import (
+    ADMIN_PHONE,
     CHIEF_QH,
     LIAISON_HX,
     OFFICER_BT,
@@ -26,25 +27,18 @@ from tests.auxil.people import (
     PARENT_HX,
     PHONES,
     Chat,
+    add_province_admin,
     link_everyone,
 )
 
 pytestmark = pytest.mark.usefixtures("directory")
-ADMIN_PHONE = "0977000333"
 
 
 @pytest.fixture
 async def people(directory, sessions, clock) -> None:
     """Everyone of the test directory, a parent of THCS-HX, and an admin of the province."""
     await link_everyone(sessions, clock)
-    async with sessions() as session, session.begin():
-        province = (await session.execute(select(Area).where(Area.code == "TH"))).scalar_one()
-        admin = Person(name="Vũ Thị Quản", phone=normalise_phone(ADMIN_PHONE),
-                       created_at=clock.now())
-        session.add(admin)
-        await session.flush()
-        session.add(RoleAssignment(person_id=admin.id, role=Role.ADMIN, area_id=province.id,
-                                   created_at=clock.now()))
+    await add_province_admin(sessions, clock)
 
 
 async def _person(session, chat_or_phone: int | str) -> Person:

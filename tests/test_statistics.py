@@ -39,6 +39,7 @@ from storage.models import (
     StatReport,
 )
 from tests.auxil.people import (
+    ADMIN_PHONE,
     CHIEF_QH,
     LIAISON_HX,
     LIAISON_PL,
@@ -47,11 +48,11 @@ from tests.auxil.people import (
     PARENT_HX,
     PHONES,
     Chat,
+    add_province_admin,
     link_everyone,
 )
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
-ADMIN_PHONE = "0977000444"
 
 
 def local(text: str) -> datetime:
@@ -132,14 +133,7 @@ class Desk:
 async def admin(directory, sessions, clock) -> None:
     """Everyone of the test directory with accounts, a parent, and an admin of the province."""
     await link_everyone(sessions, clock)
-    async with sessions() as session, session.begin():
-        province = (await session.execute(select(Area).where(Area.code == "TH"))).scalar_one()
-        person = Person(name="Vũ Thị Quản", phone=normalise_phone(ADMIN_PHONE),
-                        created_at=clock.now())
-        session.add(person)
-        await session.flush()
-        session.add(RoleAssignment(person_id=person.id, role=Role.ADMIN, area_id=province.id,
-                                   created_at=clock.now()))
+    await add_province_admin(sessions, clock)
 
 
 @pytest.fixture

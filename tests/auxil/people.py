@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bot.core.clock import Clock
 from bot.services.directory import normalise_phone
-from storage.models import Account, Person, Role, RoleAssignment, School
+from storage.models import Account, Area, Person, Role, RoleAssignment, School
 from tests.auxil.fake_telegram import FakeTelegram
 
 # Chat ids used across case tests.
@@ -44,6 +44,21 @@ async def link_everyone(sessions: async_sessionmaker, clock: Clock) -> None:
                                    created_at=now))
         session.add(Account(channel="telegram", external_id=str(PARENT_HX), person_id=parent.id,
                             display_name="Phụ Huynh Bí Mật", created_at=now, code_failures=0))
+
+
+ADMIN_PHONE = "0977000333"  # Vũ Thị Quản, admin of the province (TH)
+
+
+async def add_province_admin(sessions: async_sessionmaker, clock: Clock) -> None:
+    """Add an admin of the province, with no messenger account yet."""
+    async with sessions() as session, session.begin():
+        province = (await session.execute(select(Area).where(Area.code == "TH"))).scalar_one()
+        admin = Person(name="Vũ Thị Quản", phone=normalise_phone(ADMIN_PHONE),
+                       created_at=clock.now())
+        session.add(admin)
+        await session.flush()
+        session.add(RoleAssignment(person_id=admin.id, role=Role.ADMIN, area_id=province.id,
+                                   created_at=clock.now()))
 
 
 @dataclass
