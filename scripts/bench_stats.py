@@ -180,6 +180,10 @@ async def main() -> None:
             async with engine.begin() as conn:
                 await conn.exec_driver_sql("ANALYZE")
         print(f"generated in {time.perf_counter() - began:.0f} s")
+    await engine.dispose()
+    # Timed the way the app reads them: on the read-only engine the report clock uses.
+    engine = db.create_engine(url, read_only=True)
+    sessions = db.sessionmaker(engine)
     async with sessions() as session:
         counted = (await session.execute(select(func.count()).select_from(Incident)))
         cases = counted.scalar_one()

@@ -286,7 +286,7 @@ class Outbox(Base):
         Index("ix_outbox_next", "status", "next_attempt_at"),
         Index("ix_outbox_lease", "status", "lease_until"),
         # Outreach statistics: who was sent an awareness message when (campaign rows only).
-        Index("ix_outbox_outreach", "sent_at", "area_id", "account_id",
+        Index("ix_outbox_outreach", "sent_at", "area_id", "account_id", "campaign_run_id",
               sqlite_where=text("campaign_run_id IS NOT NULL"),
               postgresql_where=text("campaign_run_id IS NOT NULL")),
     )

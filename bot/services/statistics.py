@@ -18,7 +18,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, distinct, func, literal, or_, select, union_all
+from sqlalchemy import (
+    Integer,
+    and_,
+    case,
+    cast,
+    distinct,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services.periods import Period
@@ -184,8 +195,8 @@ class Report:
 
 
 def _seconds_between(session: AsyncSession, later: Any, earlier: Any) -> Any:
-    if session.get_bind().dialect.name == "postgresql":
-        return func.extract("epoch", later - earlier)
+    if session.get_bind().dialect.name == "postgresql":  # date_part: a double, not numeric
+        return func.date_part("epoch", later - earlier)
     return (func.julianday(later) - func.julianday(earlier)) * 86400.0
 
 
@@ -209,46 +220,52 @@ async def _tree(session: AsyncSession, root: Area | None) -> tuple[Any, dict[int
     return tree, {area.id: area for area in tops}
 
 
+def _whole(session: AsyncSession, value: Any) -> Any:
+    """The whole part of a non-negative number (PostgreSQL's CAST rounds, SQLite's cuts)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(func.floor(value), Integer)
+    return cast(value, Integer)
+
+
 async def _percentiles(session: AsyncSession, tree: Any, start: datetime,
                        end: datetime) -> dict[Any, tuple[float | None, float | None]]:
     """Median and 90th percentile (nearest rank) of minutes to acknowledge: per row (keyed
-    by the row's area id), in all ("all") and for urgent cases ("urgent"). One scan of the
-    period, three window orderings, computed by the database."""
-    seconds = _seconds_between(session, Incident.acknowledged_at, Incident.created_at)
-    timed = (select(tree.c.top.label("top"), Incident.urgent.label("urgent"),
-                    seconds.label("s")).select_from(Incident)
-             .join(tree, tree.c.id == Incident.area_id)
-             .where(Incident.created_at >= start, Incident.created_at < end,
-                    Incident.acknowledged_at.is_not(None))).subquery()
-    windows = {
-        "row": {"partition_by": timed.c.top},
-        "all": {},
-        "urgent": {"partition_by": timed.c.urgent},
-    }
-    columns = [timed.c.top, timed.c.urgent, timed.c.s]
-    for name, over in windows.items():
-        columns.append(func.row_number().over(order_by=timed.c.s, **over).label(f"rn_{name}"))
-        columns.append(func.count().over(**over).label(f"n_{name}"))
-    ranked = select(*columns).subquery()
-    # Nearest rank: the ceil(p·n)-th value, in integer arithmetic both databases share.
-    wanted = []
-    for name in windows:
-        rn, n = ranked.c[f"rn_{name}"], ranked.c[f"n_{name}"]
-        wanted += [rn == (n + 1) // 2, rn == (n * 9 + 9) // 10]
-    rows = (await session.execute(select(ranked).where(or_(*wanted)))).mappings().all()
-    found: dict[Any, list[float | None]] = defaultdict(lambda: [None, None])
-    for row in rows:
-        minutes = round(float(row["s"]) / 60.0, 1)
-        for name in windows:
-            if name == "urgent" and not row["urgent"]:
-                continue
-            key = row["top"] if name == "row" else name
-            n, rn = row[f"n_{name}"], row[f"rn_{name}"]
-            if rn == (n + 1) // 2:
-                found[key][0] = minutes
-            if rn == (n * 9 + 9) // 10:
-                found[key][1] = minutes
-    return {key: (m, p) for key, (m, p) in found.items()}
+    by the row's area id), in all ("all") and for urgent cases ("urgent").
+
+    The database counts the cases per row, urgency and time bucket (the minute under two
+    hours, five minutes under a day, the hour beyond: what a report shows), and the ranks
+    are read off those counts. Sorting every case once per ordering, the way a window
+    function does, took seconds for a province's year on SQLite."""
+    # Whole seconds first: julianday's floating point makes 4 minutes 239.99999… seconds.
+    seconds = func.round(_seconds_between(session, Incident.acknowledged_at,
+                                          Incident.created_at))
+    minutes = case(
+        (seconds < 7200, _whole(session, seconds / 60)),
+        (seconds < 86400, _whole(session, seconds / 300) * 5),
+        else_=_whole(session, seconds / 3600) * 60)
+    result = await session.execute(
+        select(tree.c.top, Incident.urgent, minutes.label("m"), func.count())
+        .select_from(Incident).join(tree, tree.c.id == Incident.area_id)
+        .where(Incident.created_at >= start, Incident.created_at < end,
+               Incident.acknowledged_at.is_not(None))
+        .group_by(tree.c.top, Incident.urgent, minutes))
+    counts: dict[Any, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for top, urgent, m, n in result:
+        for key in (top, "all", "urgent") if urgent else (top, "all"):
+            counts[key][int(m)] += n
+    found: dict[Any, tuple[float | None, float | None]] = {}
+    for key, histogram in counts.items():
+        total = sum(histogram.values())
+        ranks = [(total + 1) // 2, (total * 9 + 9) // 10]  # ceil(p·n), in integers
+        values: list[float | None] = [None, None]
+        seen = 0
+        for m in sorted(histogram):
+            seen += histogram[m]
+            for i, rank in enumerate(ranks):
+                if values[i] is None and seen >= rank:
+                    values[i] = float(m)
+        found[key] = (values[0], values[1])
+    return found
 
 
 async def compute(session: AsyncSession, period: Period, root: Area | None, *, now: datetime,
@@ -362,11 +379,13 @@ async def compute(session: AsyncSession, period: Period, root: Area | None, *, n
     # Outreach: people who were sent at least one awareness message in the period, per row
     # and role, per row, per role and in all: one statement over the distinct (row, person)
     # pairs, which both databases materialise once.
+    sent = (select(Outbox.area_id, Outbox.account_id)  # read off the outreach index alone
+            .where(Outbox.campaign_run_id.is_not(None),  # sent_at: set when sent
+                   Outbox.sent_at >= start, Outbox.sent_at < end)
+            .distinct()).subquery()
     reached = (select(tree.c.top.label("top"), Account.person_id.label("person_id"))
-               .select_from(Outbox).join(Account, Account.id == Outbox.account_id)
-               .join(tree, tree.c.id == Outbox.area_id)
-               .where(Outbox.campaign_run_id.is_not(None),  # sent_at: set when sent
-                      Outbox.sent_at >= start, Outbox.sent_at < end)
+               .select_from(sent).join(Account, Account.id == sent.c.account_id)
+               .join(tree, tree.c.id == sent.c.area_id)
                .distinct()).cte("reached")
     roles = (select(reached.c.top, reached.c.person_id, RoleAssignment.role)
              .join(RoleAssignment, RoleAssignment.person_id == reached.c.person_id)
@@ -401,7 +420,7 @@ async def compute(session: AsyncSession, period: Period, root: Area | None, *, n
         .select_from(School).join(tree, tree.c.id == School.area_id)
         .join(Area, Area.id == School.area_id)
         .outerjoin(parents, parents.c.school_id == School.id)
-        .order_by(Area.name, School.name))
+        .order_by(School.area_id, School.id))  # a collated sort of 50,000 names: 0.3 s
     schools = []
     for top, code, name, area_name, n in result:
         row(top).parents_registered += n

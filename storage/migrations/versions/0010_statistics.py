@@ -29,7 +29,8 @@ def upgrade() -> None:
             "confirmation_asked_at"], unique=False)
     with op.batch_alter_table("incident_events", schema=None) as batch_op:
         batch_op.create_index("ix_incident_events_kind_at", ["kind", "at"], unique=False)
-    op.create_index("ix_outbox_outreach", "outbox", ["sent_at", "area_id", "account_id"],
+    op.create_index("ix_outbox_outreach", "outbox",
+                    ["sent_at", "area_id", "account_id", "campaign_run_id"],
                     unique=False, sqlite_where=sa.text("campaign_run_id IS NOT NULL"),
                     postgresql_where=sa.text("campaign_run_id IS NOT NULL"))
     # Cases that escalated before this revision: the first escalation on their timeline.
