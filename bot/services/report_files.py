@@ -16,7 +16,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from bot.core.i18n import Translator
 from bot.services.periods import Period
-from bot.services.statistics import OUTREACH_ROLES, Report, Row, change_percent
+from bot.services.statistics import OUTREACH_ROLES, Report, Row, change_percent, share
 from storage.models import CATEGORIES, OUTCOMES
 
 CHART_AREAS = 12  # the busiest areas a phone can still read in one picture
@@ -97,14 +97,14 @@ def summary(t: Translator, report: Report, tz: Any) -> str:
         "stats.summary.body",
         received=number(t, r.received), urgent=number(t, r.urgent),
         anonymous=number(t, r.anonymous),
-        classified=percent(t, _share(r.classified, r.received)),
+        classified=percent(t, share(r.classified, r.received)),
         unclassified=number(t, report.unclassified_count),
         acknowledged=number(t, r.acknowledged), median=duration(t, r.ack_median_minutes),
         p90=duration(t, r.ack_p90_minutes),
         urgent_median=duration(t, report.ack_urgent_median_minutes),
         escalated=number(t, r.escalated), closed=number(t, r.closed),
         rate=percent(t, r.resolution_rate),
-        within=percent(t, _share(r.closed_within_target, r.closed)),
+        within=percent(t, share(r.closed_within_target, r.closed)),
         backlog=number(t, r.backlog), confirmed=number(t, r.confirmed),
         disputed=number(t, r.disputed), unanswered=number(t, r.unconfirmed),
         change=signed_percent(t, change_percent(r.received, r.year_earlier_received)),
@@ -143,10 +143,6 @@ def text(t: Translator, report: Report, tz: Any) -> str:
         out += [t("stats.text.overdue_line", ref=o.ref, area=o.area, days=o.days_open)
                 for o in report.overdue]
     return "\n".join(out)
-
-
-def _share(part: int, whole: int) -> float | None:
-    return None if whole == 0 else round(100.0 * part / whole, 1)
 
 
 def _total(t: Translator, report: Report) -> Row:
@@ -238,7 +234,7 @@ def workbook(t: Translator, report: Report, committee: str, tz: Any) -> bytes:
         (t("stats.f.received"), total.received, INTEGER),
         (t("stats.f.urgent"), total.urgent, INTEGER),
         (t("stats.f.anonymous"), total.anonymous, INTEGER),
-        (t("stats.f.classified"), _ratio(_share(total.classified, total.received)), PERCENT),
+        (t("stats.f.classified"), _ratio(share(total.classified, total.received)), PERCENT),
         (t("stats.f.acknowledged"), total.acknowledged, INTEGER),
         (t("stats.f.ack_median"), total.ack_median_minutes, DECIMAL),
         (t("stats.f.ack_p90"), total.ack_p90_minutes, DECIMAL),
@@ -247,9 +243,9 @@ def workbook(t: Translator, report: Report, committee: str, tz: Any) -> bytes:
         (t("stats.f.escalated"), total.escalated, INTEGER),
         (t("stats.f.closed"), total.closed, INTEGER),
         (t("stats.f.closed_with_outcome"),
-         _ratio(_share(total.closed_with_outcome, total.closed)), PERCENT),
+         _ratio(share(total.closed_with_outcome, total.closed)), PERCENT),
         (t("stats.f.resolution_rate"), _ratio(total.resolution_rate), PERCENT),
-        (t("stats.f.within_target"), _ratio(_share(total.closed_within_target, total.closed)),
+        (t("stats.f.within_target"), _ratio(share(total.closed_within_target, total.closed)),
          PERCENT),
         (t("stats.f.backlog"), total.backlog, INTEGER),
         (t("stats.f.confirmed"), total.confirmed, INTEGER),
@@ -282,9 +278,9 @@ def workbook(t: Translator, report: Report, committee: str, tz: Any) -> bytes:
 
     def area_row(r: Row) -> list[Any]:
         return [r.name, r.received, r.urgent, r.anonymous,
-                _ratio(_share(r.classified, r.received)), r.acknowledged, r.ack_median_minutes,
+                _ratio(share(r.classified, r.received)), r.acknowledged, r.ack_median_minutes,
                 r.ack_p90_minutes, r.escalated, r.closed, _ratio(r.resolution_rate),
-                _ratio(_share(r.closed_within_target, r.closed)), r.backlog, r.confirmed,
+                _ratio(share(r.closed_within_target, r.closed)), r.backlog, r.confirmed,
                 r.disputed, r.unconfirmed, r.year_earlier_received,
                 _ratio(change_percent(r.received, r.year_earlier_received))]
     sheet.table(headers, [area_row(r) for r in report.rows], formats, area_row(total))
@@ -294,7 +290,7 @@ def workbook(t: Translator, report: Report, committee: str, tz: Any) -> bytes:
     for category in CATEGORIES:
         n = total.by_category.get(category, 0)
         before = report.categories_year_earlier.get(category, 0)
-        rows.append([t(f"category.{category}"), n, _ratio(_share(n, total.received)), before,
+        rows.append([t(f"category.{category}"), n, _ratio(share(n, total.received)), before,
                      _ratio(change_percent(n, before))])
     sheet.table([t("stats.h.category"), t("stats.f.received"), t("stats.h.share"),
                  t("stats.f.year_earlier"), t("stats.f.change")], rows,
@@ -311,7 +307,7 @@ def workbook(t: Translator, report: Report, committee: str, tz: Any) -> bytes:
     sheet = _Sheet(book.create_sheet(t("stats.sheet.outcomes")), t, report, title)
     sheet.table([t("stats.h.outcome"), t("stats.f.closed"), t("stats.h.share")],
                 [[t(f"outcome.{o}"), total.by_outcome.get(o, 0),
-                  _ratio(_share(total.by_outcome.get(o, 0), total.closed))] for o in OUTCOMES],
+                  _ratio(share(total.by_outcome.get(o, 0), total.closed))] for o in OUTCOMES],
                 [None, INTEGER, PERCENT],
                 [t("stats.total"), total.closed, _ratio(100.0) if total.closed else None])
 

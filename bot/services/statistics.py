@@ -1,8 +1,9 @@
 """The committee's figures: what was received, classified, acknowledged and processed in a
 period, per area and rolled up its subtree, and how far the awareness messages reached.
 
-Every figure is aggregated by the database (GROUP BY, window functions for the percentiles),
-never by loading cases: a province-wide year is hundreds of thousands of cases. The area tree
+Every figure is aggregated by the database (GROUP BY over covering indexes; the percentiles
+are read off per-bucket counts), never by loading cases: a province-wide year is hundreds of
+thousands of cases. The area tree
 is walked by a recursive query that maps each area to the row it is counted in (each child
 area of the chosen one is a row, its whole subtree summed in it; cases of the chosen area
 itself are a row of their own). Statistics never carry descriptions, names or anything that
@@ -51,7 +52,8 @@ OUTREACH_ROLES = (Role.PARENT, Role.LIAISON, Role.OFFICER, Role.ADMIN)
 NO_LEVEL = "-"
 
 
-def _percent(part: int, whole: int) -> float | None:
+def share(part: int, whole: int) -> float | None:
+    """part of whole in percent, one decimal (None when there is nothing to divide by)."""
     return None if whole == 0 else round(100.0 * part / whole, 1)
 
 
@@ -102,7 +104,7 @@ class Row:
     @property
     def resolution_rate(self) -> float | None:
         """Closed in the period ÷ received in the period, in percent."""
-        return _percent(self.closed, self.received)
+        return share(self.closed, self.received)
 
     def to_json(self) -> dict[str, Any]:
         """The row as the JSON contract writes it."""
@@ -111,16 +113,16 @@ class Row:
             "received": self.received, "urgent": self.urgent, "anonymous": self.anonymous,
             "by_category": self.by_category, "by_school_level": self.by_school_level,
             "classified": self.classified,
-            "classified_percent": _percent(self.classified, self.received),
+            "classified_percent": share(self.classified, self.received),
             "acknowledged": self.acknowledged,
             "ack_median_minutes": self.ack_median_minutes,
             "ack_p90_minutes": self.ack_p90_minutes,
             "escalated": self.escalated,
             "closed": self.closed, "by_outcome": self.by_outcome,
-            "closed_with_outcome_percent": _percent(self.closed_with_outcome, self.closed),
+            "closed_with_outcome_percent": share(self.closed_with_outcome, self.closed),
             "resolution_rate_percent": self.resolution_rate,
             "closed_within_target": self.closed_within_target,
-            "closed_within_target_percent": _percent(self.closed_within_target, self.closed),
+            "closed_within_target_percent": share(self.closed_within_target, self.closed),
             "backlog": self.backlog,
             "school_confirmation": {"confirmed": self.confirmed, "disputed": self.disputed,
                                     "unanswered_after_7_days": self.unconfirmed},
