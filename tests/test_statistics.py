@@ -558,3 +558,23 @@ async def test_the_school_disputes_an_outcome_from_the_chat_and_the_chief_hears_
     async with sessions() as session:
         incident = await session.get(Incident, case_id)
         assert incident.status == "in_progress" and incident.confirmation == "disputed"
+
+
+async def test_zalo_without_a_public_address_is_told_why_the_files_did_not_come(
+        app, fake_zalo, sessions, clock, admin) -> None:
+    async with sessions() as session, session.begin():
+        person = await _person(session, ADMIN_PHONE)
+        account = Account(channel="zalo", external_id="z-admin", person_id=person.id,
+                          created_at=clock.now(), code_failures=0)
+        session.add(account)
+        await session.flush()
+        await stat_reports.request(session, key="ask:test:zalo", person_id=person.id,
+                                   account_id=account.id, area_id=None,
+                                   period=periods.quarter(2026, 3), now=clock.now())
+    assert app.settings.public_base is None
+    assert await app.report_tick() == 1
+    await fake_zalo.wait_for(lambda: any("SAFESCHOOL_PUBLIC_URL" in t
+                                         for t in fake_zalo.texts("z-admin")))
+    assert any("📊 Thống kê Quý 3 năm 2026" in t for t in fake_zalo.texts("z-admin"))
+    await app.worker.settled()
+    assert not fake_zalo.sent("z-admin", "sendPhoto")
