@@ -578,3 +578,25 @@ async def test_zalo_without_a_public_address_is_told_why_the_files_did_not_come(
     assert any("📊 Thống kê Quý 3 năm 2026" in t for t in fake_zalo.texts("z-admin"))
     await app.worker.settled()
     assert not fake_zalo.sent("z-admin", "sendPhoto")
+
+
+async def test_a_report_that_cannot_be_built_is_given_up_and_the_person_told(
+        app, fake_telegram, sessions, clock, admin, monkeypatch) -> None:
+    await _admin_on_telegram(sessions, clock)
+    async with sessions() as session, session.begin():
+        person = await _person(session, ADMIN_PHONE)
+        await stat_reports.request(session, key="ask:test:broken", person_id=person.id,
+                                   account_id=None, area_id=None,
+                                   period=periods.quarter(2026, 3), now=clock.now())
+
+    def broken(*_args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(report_files, "chart", broken)
+    assert await app.report_tick() == 0
+    async with sessions() as session:
+        row = (await session.execute(select(StatReport))).scalar_one()
+        assert (row.status, row.attempts, row.last_error) == (
+            "failed", stat_reports.MAX_ATTEMPTS, "OSError")
+    told = await Chat(fake_telegram, ADMIN_CHAT).wait_text("chưa lập được báo cáo")
+    assert "disk full" not in told

@@ -139,11 +139,27 @@ class ReportBuilder:
                 row.status, row.last_error = "failed", row.last_error or "gave up"
 
     async def _failed(self, report_id: int, reason: str, *, final: bool = False) -> None:
+        """Try again later, or give up and say so: whoever asked is never left waiting."""
         async with self.sessions() as session, session.begin():
             row = await session.get(StatReport, report_id)
-            if row is not None:
-                row.status = "failed" if final or row.attempts >= MAX_ATTEMPTS else "pending"
-                row.last_error = reason
+            if row is None:
+                return
+            row.last_error = reason
+            if not final and row.attempts < MAX_ATTEMPTS:
+                row.status = "pending"
+                return
+            row.status = "failed"
+            account = await session.get(Account, row.account_id) if row.account_id else None
+            if account is None or account.blocked_at is not None:
+                account = await preferred_account(session, row.person_id)
+            person = await session.get(Person, row.person_id)
+            if account is not None and person is not None:
+                language = (person.language or account.language
+                            or self.settings.default_language)
+                t = Translator(language, account.channel)
+                await enqueue(session, account, Outbound(t("stats.failed")),
+                              key=f"stats:{row.id}:failed", now=self.now(),
+                              priority=Priority.NOTICE)
 
     async def _build_and_queue(self, report_id: int) -> bool:
         settings = self.settings
