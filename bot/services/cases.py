@@ -774,12 +774,7 @@ class CaseService:
         if agreed:
             return incident
         outcome = incident.outcome
-        incident.status = IncidentStatus.IN_PROGRESS
-        incident.closed_at = None
-        incident.outcome = None
-        incident.duplicate_of_id = None
-        incident.updated_at = self.now
-        await progress_made(self.session, incident, self.now)
+        await self._reopen(incident)
         told = {r.person_id for r in await level_recipients(
             self.session, incident, Duty.CHIEF, self.now)}
         if incident.assigned_person_id:
@@ -799,14 +794,21 @@ class CaseService:
         incident = await self._for_work(actor, case_id, "reopen")
         if incident.status != IncidentStatus.CLOSED:
             return None
+        await self._reopen(incident)
+        await self._record(actor, incident, "reopened", text=reason)
+        return incident
+
+    async def _reopen(self, incident: Incident) -> None:
+        """A closed case is open again (an officer reopened it, or the school disputed its
+        outcome): in progress, its clocks restarted, and the reporter told."""
         incident.status = IncidentStatus.IN_PROGRESS
         incident.closed_at = None
         incident.outcome = None
         incident.duplicate_of_id = None
-        await self._worked(actor, incident, "reopened", reason)
+        incident.updated_at = self.now
+        await progress_made(self.session, incident, self.now)
         await self._tell_reporter(incident, f"reopened:{self.now.timestamp()}",
                                   lambda t: Outbound(t("reporter.reopened", ref=incident.ref)))
-        return incident
 
     # ---- the reporter's side ---------------------------------------------------------------
 

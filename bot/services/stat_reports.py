@@ -73,6 +73,17 @@ async def request(session: AsyncSession, *, key: str, person_id: int, account_id
     return bool(result.rowcount)
 
 
+async def _recipient(session: AsyncSession,
+                     row: StatReport) -> tuple[Person | None, Account | None]:
+    """Who a report goes to, and on which account: the one it was asked from, else the
+    person's preferred one (never a blocked one)."""
+    person = await session.get(Person, row.person_id)
+    account = await session.get(Account, row.account_id) if row.account_id else None
+    if account is None or account.blocked_at is not None:
+        account = await preferred_account(session, row.person_id)
+    return person, account
+
+
 def _period_of(row: StatReport) -> periods.Period:
     return periods.Period(row.period_kind, row.period_label, row.first_day, row.last_day)
 
@@ -149,10 +160,7 @@ class ReportBuilder:
                 row.status = "pending"
                 return
             row.status = "failed"
-            account = await session.get(Account, row.account_id) if row.account_id else None
-            if account is None or account.blocked_at is not None:
-                account = await preferred_account(session, row.person_id)
-            person = await session.get(Person, row.person_id)
+            person, account = await _recipient(session, row)
             if account is not None and person is not None:
                 language = (person.language or account.language
                             or self.settings.default_language)
@@ -167,10 +175,7 @@ class ReportBuilder:
         async with self.readers() as session, session.begin():
             row = await session.get(StatReport, report_id)
             assert row is not None
-            person = await session.get(Person, row.person_id)
-            account = await session.get(Account, row.account_id) if row.account_id else None
-            if account is None or account.blocked_at is not None:
-                account = await preferred_account(session, row.person_id)
+            person, account = await _recipient(session, row)
             area = await session.get(Area, row.area_id) if row.area_id else None
             if person is None or account is None:
                 raise Undeliverable("nobody to send it to")
