@@ -447,6 +447,7 @@ async def test_a_closed_period_reaches_the_admins_once_even_across_restarts(
         assert await second.period_tick() == 0  # asked once: not again
     finally:
         await second.stop()
+    clock.advance(timedelta(hours=1))  # a later tick of the clock, the same closed quarter
     third = App(settings, clock)
     await third.start()
     try:
@@ -547,8 +548,15 @@ async def test_the_school_disputes_an_outcome_from_the_chat_and_the_chief_hears_
     assert ref in ask and "Chuyển nhà trường giải quyết" in ask
     assert [label for label, _ in liaison.last_buttons()] == ["1. Xác nhận kết quả",
                                                               "2. Không đồng ý"]
+    # Another school's liaison may not answer for this one.
+    with pytest.raises(Refused):
+        await desk(LIAISON_PL, clock.now(), lambda s, x: s.confirm(x, case_id, True))
+    mark = liaison.mark()
     [answer] = await liaison.tap(liaison.button(f"case:dispute:{case_id}"))
     assert "đã được mở lại" in answer
+    # The liaison reported it too: as the reporter, told it is open again.
+    await liaison.wait_text(f"Vụ việc {ref} đã được mở lại để xử lý tiếp.")
+    assert mark < len(liaison.received())
     chief = await Chat(fake_telegram, CHIEF_QH).wait_text("không đồng ý với kết quả")
     assert ref in chief
     await Chat(fake_telegram, OFFICER_HX).wait_text("không đồng ý với kết quả")
@@ -600,3 +608,21 @@ async def test_a_report_that_cannot_be_built_is_given_up_and_the_person_told(
             "failed", stat_reports.MAX_ATTEMPTS, "OSError")
     told = await Chat(fake_telegram, ADMIN_CHAT).wait_text("chưa lập được báo cáo")
     assert "disk full" not in told
+
+
+async def test_an_admin_appointed_after_a_period_closed_is_not_sent_its_report(
+        sessions, clock, admin, settings) -> None:
+    async with sessions() as session, session.begin():
+        late = Person(name="Người mới", created_at=local("2026-09-16 09:00"))
+        session.add(late)
+        await session.flush()
+        qh = (await session.execute(select(Area.id).where(Area.code == "QH"))).scalar_one()
+        session.add(RoleAssignment(person_id=late.id, role=Role.ADMIN, area_id=qh,
+                                   created_at=local("2026-09-16 09:00")))
+    async with sessions() as session, session.begin():
+        queued = await stat_reports.queue_closed_periods(session, settings,
+                                                         local("2026-09-20 12:00"))
+    async with sessions() as session:
+        keys = sorted((await session.execute(select(StatReport.key))).scalars())
+    # The province's admin (there since 7 September) gets Q3; the new one does not.
+    assert queued == 1 and len(keys) == 1 and keys[0].startswith("period:2026-Q3:")
