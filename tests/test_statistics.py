@@ -111,11 +111,12 @@ class Desk:
     def __init__(self, sessions) -> None:
         self.sessions = sessions
 
-    async def __call__(self, who: int | str, when: datetime, call):
+    async def __call__(self, who: int | str | None, when: datetime, call):
+        """who: a chat id or a phone; None is the operator at the command line."""
         async with self.sessions() as session, session.begin():
             service = CaseService(session, now=when, tz=TZ, default_language="vi")
-            person = await _person(session, who)
-            return await call(service, Actor(person, "telegram"))
+            person = await _person(session, who) if who is not None else None
+            return await call(service, Actor(person, "telegram" if person else "cli"))
 
     async def report(self, who: int, school: str, when: str, category: str, *,
                      urgent: bool = False, anonymous: bool | None = None) -> tuple[int, str]:
@@ -195,11 +196,8 @@ async def scenario(admin, sessions) -> dict[str, str]:
 
 async def _stats(sessions, who: int | str | None, spec: str, area: str | None = None,
                  now: str = "2026-09-20 12:00"):
-    async with sessions() as session, session.begin():
-        service = CaseService(session, now=local(now), tz=TZ, default_language="vi")
-        person = await _person(session, who) if who is not None else None
-        actor = Actor(person, "telegram" if person else "cli")
-        return await service.statistics(actor, periods.parse(spec), area)
+    return await Desk(sessions)(who, local(now),
+                                lambda s, x: s.statistics(x, periods.parse(spec), area))
 
 
 async def test_every_figure_of_a_quarter_matches_the_hand_count(sessions, scenario) -> None:
