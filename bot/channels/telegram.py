@@ -13,7 +13,6 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
-from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import (
     Bot,
     InlineKeyboardButton,
@@ -52,7 +51,6 @@ from bot.core.channel import (
 )
 from bot.core.messages import Attachment, Inbound, Outbound
 from bot.core.settings import Settings
-from storage.models import KeyValue
 
 _LOGGER = logging.getLogger(__name__)
 # We call getUpdates through do_api_request on purpose: get_updates would parse the updates
@@ -516,21 +514,3 @@ class TelegramChannel(Paced):
         except TelegramError as exc:
             raise TransientError(f"telegram: {exc.message}") from exc
         return str(sent.message_id)
-
-
-# ---- links that open the bot -------------------------------------------------------------
-
-USERNAME_KEY = "telegram.username"  # where `safeschool run` keeps the bot's username
-
-
-async def telegram_username(session: AsyncSession, configured: str | None) -> str | None:
-    """Return the bot's username: configured, or learnt by the last `safeschool run`."""
-    if configured:
-        return configured.lstrip("@")
-    row = await session.get(KeyValue, USERNAME_KEY)
-    return row.value if row else None
-
-
-def deep_link(username: str | None, code: str) -> str | None:
-    """Return the t.me link that opens the bot with the code, if the username is known."""
-    return f"https://t.me/{username}?start={code}" if username else None

@@ -11,13 +11,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.channels.telegram import deep_link, telegram_username
 from bot.cli.common import (
     clock_now,
     report_problems,
     settings_or_fail,
     with_session,
 )
+from bot.services.codes import deep_link, telegram_username
 from bot.services.directory import AreaNode, DirectoryError, directory_tree, import_rows, read_files
 from storage.models import Area, School
 

@@ -9,10 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from openpyxl import Workbook
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.channels.telegram import deep_link, telegram_username
 from bot.cli.common import (
     NO_LINK,
     CliError,
@@ -20,13 +18,13 @@ from bot.cli.common import (
     settings_or_fail,
     with_session,
 )
-from bot.services.codes import unused_code
+from bot.services.codes import deep_link, telegram_username
 from bot.services.invitations import (
     InvitationError,
     create_invitation,
     parse_duration,
+    personal_invitations,
 )
-from storage.models import Account, Invitation, Person
 
 
 async def cmd_invite_create(args: argparse.Namespace) -> int:
@@ -84,33 +82,13 @@ async def cmd_invite_export(args: argparse.Namespace) -> int:
         expires_in = (parse_expiry(args.expires) if args.expires
                       else timedelta(days=settings.invite_default_expiry_days))
         username = await telegram_username(session, settings.telegram_bot_username)
-        linked = select(Account.person_id).where(Account.person_id.is_not(None))
-        people = (await session.execute(
-            select(Person).where(Person.phone.is_not(None), Person.id.not_in(linked))
-            .order_by(Person.name))).scalars().all()
         book = Workbook()
         sheet = book.active
         sheet.title = "invitations"
         sheet.append(["name", "phone", "role", "duty", "scope_code", "scope_name", "code",
                       "link", "expires_at"])
         count = 0
-        for person in people:
-            staff = [r for r in person.roles if r.role in ("officer", "liaison", "admin")]
-            if not staff:
-                continue
-            role = staff[0]
-            invitation = (await session.execute(
-                select(Invitation).where(
-                    Invitation.person_id == person.id, Invitation.revoked_at.is_(None),
-                    Invitation.expires_at > now, Invitation.used_count < Invitation.max_uses)
-                .order_by(Invitation.expires_at.desc()).limit(1))).scalar_one_or_none()
-            if invitation is None:
-                invitation = Invitation(
-                    code=await unused_code(session), role=role.role, area_id=role.area_id,
-                    school_id=role.school_id, duty=role.duty, person_id=person.id, max_uses=1,
-                    used_count=0, expires_at=now + expires_in, created_at=now)
-                session.add(invitation)
-                await session.flush()
+        for person, role, invitation in await personal_invitations(session, now, expires_in):
             scope = role.school or role.area
             sheet.append([person.name, person.phone, role.role, role.duty or "",
                           scope.code if scope else "", scope.name if scope else "",

@@ -258,6 +258,10 @@ class DeliveryWorker:
         self._held.discard(name)
         self.wake()
 
+    def paused(self, now: datetime) -> list[str]:
+        """The channels that cannot send now (for the console's dashboard)."""
+        return sorted(set(self._active_paused(now)))
+
     def _active_paused(self, now: datetime) -> list[str]:
         """Channels that may not send now: held, paused, or waiting for a probe to succeed."""
         return [*self._held, *(name for name, until in self._paused.items()

@@ -381,6 +381,53 @@ class Candidate:
     area_name: str
 
 
+AGE_BANDS = (("under_1_day", 1), ("1_to_3_days", 3), ("3_to_7_days", 7),
+             ("7_to_30_days", 30), ("over_30_days", None))
+OPEN = "open"  # a status filter: every status but closed
+
+
+@dataclass(frozen=True)
+class CaseFilter:
+    """What a case list is narrowed to (every field optional): a status (or "open"), a
+    category, urgent or not, an area (with everything below it: its ids), a school, and
+    a period of report dates."""
+
+    status: str | None = None
+    category: str | None = None
+    urgent: bool | None = None
+    area_ids: tuple[int, ...] | None = None
+    school_id: int | None = None
+    period: Period | None = None
+
+    def conditions(self, tz: Any) -> list[Any]:
+        """The filter as SQL conditions on incidents."""
+        where: list[Any] = []
+        if self.status == OPEN:
+            where.append(Incident.status != IncidentStatus.CLOSED)
+        elif self.status:
+            where.append(Incident.status == self.status)
+        if self.category:
+            where.append(Incident.category == self.category)
+        if self.urgent is not None:
+            where.append(Incident.urgent == self.urgent)
+        if self.area_ids is not None:
+            where.append(Incident.area_id.in_(self.area_ids))
+        if self.school_id is not None:
+            where.append(Incident.school_id == self.school_id)
+        if self.period is not None:
+            start, end = self.period.bounds(tz)
+            where += [Incident.created_at >= start, Incident.created_at < end]
+        return where
+
+
+@dataclass(frozen=True)
+class OpenOverview:
+    """Open cases by age band, and those still unacknowledged."""
+
+    by_age: dict[str, int]
+    unacknowledged: list[Incident]
+
+
 class CaseService:
     """The one door to cases; see the module's docstring."""
 
@@ -455,16 +502,52 @@ class CaseService:
     async def list_open(self, actor: Actor, limit: int = 20) -> list[Incident]:
         """Open cases an officer or admin covers (their areas and below, and any assigned to
         them), oldest first; each listed case is recorded."""
-        person = actor.person
-        if person is None or not any(r.role in (Role.OFFICER, Role.ADMIN) for r in person.roles):
-            raise self._refuse(actor, "list", "list")
-        scope = await officer_scope(self.session, person, (Role.OFFICER, Role.ADMIN))
+        _, covered = await self._work_scope(actor, "list")
         rows = list((await self.session.execute(
-            select(Incident).where(Incident.status != IncidentStatus.CLOSED, or_(
-                Incident.area_id.in_(scope), Incident.assigned_person_id == person.id))
+            select(Incident).where(Incident.status != IncidentStatus.CLOSED, covered)
             .order_by(Incident.created_at).limit(limit))).scalars())
         await self._audit(actor, rows, "listed")
         return rows
+
+    async def _work_scope(self, actor: Actor, what: str) -> tuple[Person, Any]:
+        """Who may list cases (officers and admins) and the condition of what they cover:
+        their areas and below, and any case assigned to them."""
+        person = actor.person
+        if person is None or not any(r.role in (Role.OFFICER, Role.ADMIN) for r in person.roles):
+            raise self._refuse(actor, what, "list")
+        scope = await officer_scope(self.session, person, (Role.OFFICER, Role.ADMIN))
+        return person, or_(Incident.area_id.in_(scope), Incident.assigned_person_id == person.id)
+
+    async def search(self, actor: Actor, found: CaseFilter, *, limit: int = 25,
+                     offset: int = 0) -> tuple[list[Incident], int]:
+        """Cases the actor covers that match the filter, newest first, a page at a time, with
+        how many match in all; each listed case is recorded."""
+        _, covered = await self._work_scope(actor, "search")
+        where = [covered, *found.conditions(self.tz)]
+        total = (await self.session.execute(
+            select(func.count()).select_from(Incident).where(*where))).scalar_one()
+        rows = list((await self.session.execute(
+            select(Incident).where(*where).order_by(Incident.created_at.desc(), Incident.id.desc())
+            .limit(limit).offset(offset))).scalars())
+        await self._audit(actor, rows, "listed")
+        return rows, total
+
+    async def open_overview(self, actor: Actor) -> OpenOverview:
+        """Open cases the actor covers counted by age (no case is shown), and the cases
+        nobody has acknowledged yet (listed, so recorded)."""
+        _, covered = await self._work_scope(actor, "overview")
+        ages = {name: 0 for name, _ in AGE_BANDS}
+        created = (await self.session.execute(select(Incident.created_at).where(
+            covered, Incident.status != IncidentStatus.CLOSED))).scalars()
+        for when in created:
+            days = (self.now - when).total_seconds() / 86400
+            name = next(name for name, upper in AGE_BANDS if upper is None or days < upper)
+            ages[name] += 1
+        waiting = list((await self.session.execute(select(Incident).where(
+            covered, Incident.status == IncidentStatus.NEW).order_by(Incident.created_at)
+            .limit(50))).scalars())
+        await self._audit(actor, waiting, "listed")
+        return OpenOverview(ages, waiting)
 
     async def reported_by(self, actor: Actor, limit: int = 20) -> list[Incident]:
         """What this person reported, newest first (their own cases only)."""
@@ -705,6 +788,33 @@ class CaseService:
                     now=self.now, tz=self.tz, default_language=self.default_language,
                     round_=f"r{events}")
         return incident
+
+    async def release(self, actor: Actor, person_id: int) -> list[Incident]:
+        """An officer left (deactivated, or dropped from the directory; their roles are
+        already ended): each open case assigned to them that the actor covers is routed
+        afresh in its area, alerted as new, and its unacknowledged clock restarted."""
+        rows = (await self.session.execute(select(Incident).where(
+            Incident.assigned_person_id == person_id,
+            Incident.status != IncidentStatus.CLOSED).order_by(Incident.id))).scalars().all()
+        released = []
+        for incident in rows:
+            if not await can_handle(self.session, actor.person, incident):
+                continue
+            policy, _ = await escalation.effective(self.session, incident.area_id)
+            levels = policy.for_case(incident.urgent).steps[0].notify
+            recipients = [r for r in await route(self.session, incident, levels, self.now)
+                          if r.person_id != person_id]
+            incident.assigned_person_id = recipients[0].person_id if recipients else None
+            incident.status = IncidentStatus.NEW
+            incident.updated_at = self.now
+            await self._record(actor, incident, "rerouted", role=Role.ADMIN, left=person_id,
+                               to=[r.person_id for r in recipients])
+            await alert(self.session, incident, recipients, now=self.now, tz=self.tz,
+                        default_language=self.default_language,
+                        round_=f"left{person_id}:{self.now.timestamp()}")
+            await start_escalation(self.session, incident, self.now)
+            released.append(incident)
+        return released
 
     async def close(self, actor: Actor, case_id: int, outcome: str,
                     duplicate_ref: str | None = None) -> Incident:

@@ -8,7 +8,7 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Invitation, School
+from storage.models import Invitation, KeyValue, School
 
 # No 0/O, 1/I/L: codes are read aloud and typed on phones.
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -36,3 +36,21 @@ async def unused_code(session: AsyncSession, length: int = CODE_LENGTH) -> str:
         )
         if clash.first() is None:
             return code
+
+
+# ---- links that open the bot -------------------------------------------------------------
+
+USERNAME_KEY = "telegram.username"  # where `safeschool run` keeps the bot's username
+
+
+async def telegram_username(session: AsyncSession, configured: str | None) -> str | None:
+    """Return the bot's username: configured, or learnt by the last `safeschool run`."""
+    if configured:
+        return configured.lstrip("@")
+    row = await session.get(KeyValue, USERNAME_KEY)
+    return row.value if row else None
+
+
+def deep_link(username: str | None, code: str) -> str | None:
+    """Return the t.me link that opens the bot with the code, if the username is known."""
+    return f"https://t.me/{username}?start={code}" if username else None

@@ -15,6 +15,7 @@ import phonenumbers
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.core.i18n import Translator
 from bot.services.codes import PARENT_CODE_LENGTH, unused_code
 from storage.models import Area, Duty, Person, Role, RoleAssignment, School
 
@@ -31,6 +32,21 @@ REQUIRED = {
     "officers": ("name", "phone", "area_code", "duty"),
     "liaisons": ("name", "phone", "school_code"),
 }
+
+# The template workbook's Vietnamese sheet and column names (and duty words), read as the
+# English ones: offices fill in the template, scripts write the English names.
+VI_SHEETS = {"địa bàn": "areas", "trường học": "schools", "cán bộ công an": "officers",
+             "giáo viên liên lạc": "liaisons"}
+VI_COLUMNS = {
+    "areas": {"mã địa bàn": "code", "tên địa bàn": "name",
+              "mã địa bàn cấp trên": "parent_code", "cấp": "level"},
+    "schools": {"mã trường": "code", "tên trường": "name", "mã địa bàn": "area_code",
+                "cấp học": "level", "địa chỉ": "address"},
+    "officers": {"họ và tên": "name", "số điện thoại": "phone", "mã địa bàn": "area_code",
+                 "nhiệm vụ": "duty"},
+    "liaisons": {"họ và tên": "name", "số điện thoại": "phone", "mã trường": "school_code"},
+}
+VI_DUTIES = {"chính": Duty.PRIMARY, "dự phòng": Duty.BACKUP, "chỉ huy": Duty.CHIEF}
 
 
 class PhoneError(ValueError):
@@ -76,10 +92,39 @@ class Row:
 
 @dataclass
 class ImportProblem:
-    """A reason a row (or a file) cannot be imported."""
+    """A reason a row (or a file) cannot be imported: where, and a catalogue key
+    (directory.problem.*) with its values, so it reads in each person's language."""
 
-    where: str
-    reason: str
+    where: str  # "file", "file:row" or "file[sheet]:row"
+    key: str
+    values: dict[str, object] = field(default_factory=dict)
+    source: str | None = None  # "file" or "file[sheet]" of a row
+    line: int | None = None
+
+    @classmethod
+    def at(cls, row: Row, key: str, **values: object) -> ImportProblem:
+        """A problem with one row."""
+        return cls(row.where(), key, values, row.source, row.line)
+
+    def text(self, t: Translator) -> str:
+        """What is wrong, in the reader's language."""
+        return t(f"directory.problem.{self.key}", **self.values)
+
+    def place(self, t: Translator) -> str:
+        """Where it is: the file, the sheet and the row, as a reader would look for it."""
+        if self.line is None or self.source is None:
+            return self.where
+        file, _, sheet = self.source.partition("[")
+        if sheet:
+            kind = sheet.rstrip("]")
+            return t("directory.where_sheet", file=file, sheet=t(f"directory.sheet.{kind}"),
+                     line=self.line)
+        return t("directory.where_row", file=file, line=self.line)
+
+    @property
+    def reason(self) -> str:
+        """What is wrong, in English (the command line)."""
+        return self.text(Translator("en"))
 
     def __str__(self) -> str:
         return f"{self.where}: {self.reason}"
@@ -101,7 +146,17 @@ class DirectoryError(Exception):
         self.problems = problems
 
 
-def _kind_from_header(header: Iterable[str]) -> str | None:
+def _in_english(kind: str, header: list[str]) -> list[str]:
+    """The header with the template's Vietnamese column names read as the English ones."""
+    names = VI_COLUMNS[kind]
+    return [names.get(name, name) for name in header]
+
+
+def _kind_from_header(header: list[str]) -> str | None:
+    for kind in KINDS:  # a header in Vietnamese: the kind whose columns it has
+        english = set(_in_english(kind, header))
+        if set(header) != english and set(REQUIRED[kind]) <= english:
+            return kind
     cols = set(header)
     if "duty" in cols:
         return "officers"
@@ -118,9 +173,11 @@ def _rows_from_table(
     kind: str, source: str, header: list[str], body: Iterator[tuple[int, list[object]]]
 ) -> tuple[list[Row], list[ImportProblem]]:
     problems = []
+    header = _in_english(kind, header)
     missing = [c for c in REQUIRED[kind] if c not in header]
     if missing:
-        return [], [ImportProblem(source, f"{kind}: missing column(s) {', '.join(missing)}")]
+        return [], [ImportProblem(source, "missing_columns",
+                                  {"kind": kind, "columns": ", ".join(missing)})]
     rows = []
     for line, cells in body:
         values = {name: _cell(cells[i]) if i < len(cells) else ""
@@ -140,7 +197,7 @@ def read_csv(path: Path) -> tuple[list[Row], list[ImportProblem]]:
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError:
-        return [], [ImportProblem(path.name, "not UTF-8: in Excel choose 'CSV UTF-8' when saving")]
+        return [], [ImportProblem(path.name, "not_utf8")]
     sample = text[:4096]
     try:
         dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
@@ -150,12 +207,10 @@ def read_csv(path: Path) -> tuple[list[Row], list[ImportProblem]]:
     try:
         header = _header(next(reader))
     except StopIteration:
-        return [], [ImportProblem(path.name, "the file is empty")]
+        return [], [ImportProblem(path.name, "empty_file")]
     kind = _kind_from_header(header)
     if kind is None:
-        return [], [ImportProblem(path.name, "cannot tell what the file holds from its header; "
-                                             "expected the columns of areas, schools, officers "
-                                             "or liaisons")]
+        return [], [ImportProblem(path.name, "unknown_header")]
     return _rows_from_table(kind, path.name, header,
                             ((n, list(cells)) for n, cells in enumerate(reader, start=2)))
 
@@ -167,15 +222,17 @@ def read_xlsx(path: Path) -> tuple[list[Row], list[ImportProblem]]:
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:
-        return [], [ImportProblem(path.name, f"cannot open the workbook ({exc})")]
+        return [], [ImportProblem(path.name, "bad_workbook", {"error": exc})]
     rows: list[Row] = []
     problems: list[ImportProblem] = []
     try:
-        sheets = {ws.title.strip().lower(): ws for ws in workbook.worksheets}
+        sheets = {}
+        for ws in workbook.worksheets:
+            title = _cell(ws.title).lower()
+            sheets[VI_SHEETS.get(title, title)] = ws
         found = [k for k in KINDS if k in sheets]
         if not found:
-            problems.append(ImportProblem(path.name, "no sheet named areas, schools, officers "
-                                                     "or liaisons"))
+            problems.append(ImportProblem(path.name, "no_sheet"))
         for kind in found:
             it = sheets[kind].iter_rows(values_only=True)
             try:
@@ -197,7 +254,7 @@ def read_files(paths: Iterable[Path]) -> tuple[list[Row], list[ImportProblem]]:
     problems: list[ImportProblem] = []
     for path in paths:
         if not path.exists():
-            problems.append(ImportProblem(str(path), "no such file"))
+            problems.append(ImportProblem(str(path), "no_file"))
             continue
         suffix = path.suffix.lower()
         if suffix in (".xlsx", ".xlsm"):
@@ -205,7 +262,7 @@ def read_files(paths: Iterable[Path]) -> tuple[list[Row], list[ImportProblem]]:
         elif suffix in (".csv", ".txt"):
             got, bad = read_csv(path)
         else:
-            got, bad = [], [ImportProblem(path.name, "only .xlsx and .csv files can be imported")]
+            got, bad = [], [ImportProblem(path.name, "bad_type")]
         rows += got
         problems += bad
     return rows, problems
@@ -230,7 +287,7 @@ async def _validate(session: AsyncSession, rows: list[Row]) -> tuple[_Plan, list
     def need(row: Row) -> bool:
         empty = [c for c in REQUIRED[row.kind] if not row.values.get(c)]
         for col in empty:
-            problems.append(ImportProblem(row.where(), f"{col} is empty"))
+            problems.append(ImportProblem.at(row, "empty", column=col))
         return not empty
 
     by_kind: dict[str, list[Row]] = defaultdict(list)
@@ -242,8 +299,8 @@ async def _validate(session: AsyncSession, rows: list[Row]) -> tuple[_Plan, list
             continue
         code = row.values["code"]
         if code in plan.areas:
-            problems.append(ImportProblem(
-                row.where(), f"duplicate area code {code!r} (also at {plan.areas[code].where()})"))
+            problems.append(ImportProblem.at(
+                row, "duplicate_area", code=code, other=plan.areas[code].where()))
             continue
         plan.areas[code] = row
     # The tree after the import: imported parents override the database's.
@@ -254,13 +311,13 @@ async def _validate(session: AsyncSession, rows: list[Row]) -> tuple[_Plan, list
     for code, row in plan.areas.items():
         parent = parent_of[code]
         if parent is not None and parent not in parent_of:
-            problems.append(ImportProblem(row.where(), f"unknown parent area {parent!r}"))
+            problems.append(ImportProblem.at(row, "unknown_parent", code=parent))
             continue
         path = [code]
         while parent is not None:
             if parent in path:
                 cycle = " → ".join([*path[path.index(parent):], parent])
-                problems.append(ImportProblem(row.where(), f"parent cycle: {cycle}"))
+                problems.append(ImportProblem.at(row, "cycle", cycle=cycle))
                 break
             path.append(parent)
             parent = parent_of.get(parent)
@@ -270,13 +327,11 @@ async def _validate(session: AsyncSession, rows: list[Row]) -> tuple[_Plan, list
             continue
         code = row.values["code"]
         if code in plan.schools:
-            problems.append(ImportProblem(
-                row.where(), f"duplicate school code {code!r} "
-                             f"(also at {plan.schools[code].where()})"))
+            problems.append(ImportProblem.at(
+                row, "duplicate_school", code=code, other=plan.schools[code].where()))
             continue
         if row.values["area_code"] not in parent_of:
-            problems.append(ImportProblem(row.where(),
-                                          f"unknown area {row.values['area_code']!r}"))
+            problems.append(ImportProblem.at(row, "unknown_area", code=row.values["area_code"]))
             continue
         plan.schools[code] = row
 
@@ -285,15 +340,15 @@ async def _validate(session: AsyncSession, rows: list[Row]) -> tuple[_Plan, list
     def person(row: Row) -> str | None:
         try:
             phone = normalise_phone(row.values["phone"])
-        except PhoneError as exc:
-            problems.append(ImportProblem(row.where(), str(exc)))
+        except PhoneError:
+            key = "phone_malformed" if row.values["phone"] else "phone_empty"
+            problems.append(ImportProblem.at(row, key, phone=row.values["phone"]))
             return None
         name = row.values["name"]
         if phone in plan.people and plan.people[phone] != name:
-            problems.append(ImportProblem(
-                row.where(), f"phone {row.values['phone']} is given two names: "
-                             f"{plan.people[phone]!r} (at {first_name_at[phone].where()}) "
-                             f"and {name!r}"))
+            problems.append(ImportProblem.at(
+                row, "two_names", phone=row.values["phone"], first=plan.people[phone],
+                other=first_name_at[phone].where(), name=name))
             return None
         plan.people[phone] = name
         first_name_at.setdefault(phone, row)
@@ -303,21 +358,21 @@ async def _validate(session: AsyncSession, rows: list[Row]) -> tuple[_Plan, list
         if not need(row):
             continue
         duty = row.values["duty"].lower()
+        duty = VI_DUTIES.get(duty, duty)
         ok = True
         if duty not in set(Duty):
-            problems.append(ImportProblem(row.where(), f"bad duty {row.values['duty']!r} "
-                                                       "(primary, backup or chief)"))
+            problems.append(ImportProblem.at(row, "bad_duty", duty=row.values["duty"]))
             ok = False
         area = row.values["area_code"]
         if area not in parent_of:
-            problems.append(ImportProblem(row.where(), f"unknown area {area!r}"))
+            problems.append(ImportProblem.at(row, "unknown_area", code=area))
             ok = False
         phone = person(row)
         if phone is None or not ok:
             continue
         if (phone, area) in plan.officers:
-            problems.append(ImportProblem(row.where(), f"officer {row.values['phone']} is listed "
-                                                       f"twice for area {area!r}"))
+            problems.append(ImportProblem.at(row, "officer_twice",
+                                             phone=row.values["phone"], code=area))
             continue
         plan.officers[(phone, area)] = duty
 
@@ -327,7 +382,7 @@ async def _validate(session: AsyncSession, rows: list[Row]) -> tuple[_Plan, list
         school = row.values["school_code"]
         known = school in plan.schools or school in db_schools
         if not known:
-            problems.append(ImportProblem(row.where(), f"unknown school {school!r}"))
+            problems.append(ImportProblem.at(row, "unknown_school", code=school))
         phone = person(row)
         if phone is None or not known:
             continue
@@ -449,3 +504,127 @@ async def directory_tree(session: AsyncSession) -> list[AreaNode]:
         parent = nodes.get(node.area.parent_id) if node.area.parent_id else None
         (parent.children if parent else roots).append(node)
     return roots
+
+
+# ---- a preview of an import, and people leaving -----------------------------------------------
+
+@dataclass(frozen=True)
+class Leaving:
+    """Someone the directory no longer lists for a place: moved elsewhere, or removed."""
+
+    person_id: int
+    name: str | None
+    phone: str | None
+    role: str
+    scope: str  # the area or school code they leave
+    to: tuple[str, ...] = ()  # where the file puts them now (moved), empty when removed
+
+
+@dataclass
+class Preview:
+    """What applying an import would do: new and updated per kind, who moves or leaves."""
+
+    created: Counter[str] = field(default_factory=Counter)
+    updated: Counter[str] = field(default_factory=Counter)
+    moved: list[Leaving] = field(default_factory=list)
+    removed: list[Leaving] = field(default_factory=list)
+
+
+async def preview(session: AsyncSession, rows: list[Row], now: datetime) -> Preview:
+    """What importing these rows would change, nothing written: the import runs in a
+    savepoint that is rolled back. The file is the whole list of officers of each area it
+    lists officers for (and of liaisons of each school it lists liaisons for): whoever the
+    database has there and the file does not is moved (when the file lists them elsewhere)
+    or removed. Raises DirectoryError with every problem, like the import."""
+    plan, problems = await _validate(session, rows)
+    if problems:
+        raise DirectoryError(problems)
+    found = Preview()
+    found.moved, found.removed = await _leaving(session, plan)
+    savepoint = await session.begin_nested()
+    try:
+        result = await import_rows(session, rows, now)
+    finally:
+        await savepoint.rollback()
+    found.created, found.updated = result.created, result.updated
+    return found
+
+
+async def _leaving(session: AsyncSession, plan: _Plan) -> tuple[list[Leaving], list[Leaving]]:
+    listed_officers: dict[str, list[str]] = defaultdict(list)
+    for phone, area in plan.officers:
+        listed_officers[phone].append(area)
+    listed_liaisons: dict[str, list[str]] = defaultdict(list)
+    for phone, school in plan.liaisons:
+        listed_liaisons[phone].append(school)
+    moved: list[Leaving] = []
+    removed: list[Leaving] = []
+    places = (
+        (Role.OFFICER, Area, RoleAssignment.area_id, plan.officers, listed_officers),
+        (Role.LIAISON, School, RoleAssignment.school_id, plan.liaisons, listed_liaisons),
+    )
+    for role, model, column, planned, listed in places:
+        held = (await session.execute(
+            select(Person.id, Person.name, Person.phone, model.code)
+            .join(RoleAssignment, RoleAssignment.person_id == Person.id)
+            .join(model, model.id == column)
+            .where(RoleAssignment.role == role,
+                   model.code.in_({code for _, code in planned})))).all()
+        for person_id, name, phone, code in held:
+            if (phone, code) in planned:
+                continue
+            elsewhere = tuple(sorted(listed.get(phone or "", [])))
+            (moved if elsewhere else removed).append(
+                Leaving(person_id, name, phone, role, code, elsewhere))
+    return moved, removed
+
+
+async def end_roles(session: AsyncSession, leaving: Iterable[Leaving]) -> list[RoleAssignment]:
+    """End the roles these people hold at the places they leave; return the ended rows
+    (their details belong in the audit: the person, accounts and cases stay)."""
+    ended: list[RoleAssignment] = []
+    for who in leaving:
+        column = RoleAssignment.area_id if who.role == Role.OFFICER else RoleAssignment.school_id
+        model = Area if who.role == Role.OFFICER else School
+        place = select(model.id).where(model.code == who.scope).scalar_subquery()
+        ended += (await session.execute(select(RoleAssignment).where(
+            RoleAssignment.person_id == who.person_id, RoleAssignment.role == who.role,
+            column == place))).scalars().all()
+    for row in ended:
+        await session.delete(row)
+    await session.flush()
+    return ended
+
+
+async def scope_problems(session: AsyncSession, rows: list[Row],
+                         allowed: set[int]) -> list[ImportProblem]:
+    """Rows that reach outside these areas (an admin's subtree): a new area must hang below
+    one of them, and schools, officers and liaisons must belong to one of them."""
+    codes = {code for code, area_id in (await session.execute(
+        select(Area.code, Area.id))).all() if area_id in allowed}
+    areas = [r for r in rows if r.kind == "areas"]
+    grew = True
+    while grew:  # a new area below a new area below an allowed one is allowed
+        grew = False
+        for row in areas:
+            code = row.values.get("code")
+            if code and code not in codes and row.values.get("parent_code") in codes:
+                codes.add(code)
+                grew = True
+    schools = {code for code, area_code in (await session.execute(
+        select(School.code, Area.code).join(Area, Area.id == School.area_id))).all()
+        if area_code in codes}
+    schools |= {r.values.get("code", "") for r in rows
+                if r.kind == "schools" and r.values.get("area_code") in codes}
+    problems = []
+    for row in rows:
+        if row.kind == "liaisons":
+            inside = row.values.get("school_code") in schools
+            code = row.values.get("school_code", "")
+        else:
+            key = "code" if row.kind == "areas" else "area_code"
+            code = row.values.get(key, "")
+            inside = code in codes
+        if code and not inside:
+            problems.append(ImportProblem.at(row, "out_of_scope", code=code))
+    return problems

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services.codes import unused_code
 from bot.services.directory import normalise_phone
-from storage.models import Area, Duty, Invitation, Person, Role, School
+from storage.models import Account, Area, Duty, Invitation, Person, Role, RoleAssignment, School
 
 _DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$", re.IGNORECASE)
 
@@ -96,3 +96,38 @@ async def consume(session: AsyncSession, invitation: Invitation, now: datetime) 
         .execution_options(synchronize_session=False)
     )
     return result.rowcount == 1
+
+
+async def personal_invitations(session: AsyncSession, now: datetime, expires_in: timedelta,
+                               area_ids: set[int] | None = None
+                               ) -> list[tuple[Person, RoleAssignment, Invitation]]:
+    """A personal code for every directory person (officer, liaison or admin) with a phone
+    and no messenger account yet, reusing one still valid; within these areas (and their
+    schools) when given. Ordered by name, for printing."""
+    linked = select(Account.person_id).where(Account.person_id.is_not(None))
+    people = (await session.execute(
+        select(Person).where(Person.phone.is_not(None), Person.id.not_in(linked))
+        .order_by(Person.name, Person.id))).scalars().all()
+    found = []
+    for person in people:
+        staff = [r for r in person.roles if r.role in (Role.OFFICER, Role.LIAISON, Role.ADMIN)
+                 and (area_ids is None or (r.school.area_id if r.school else r.area_id)
+                      in area_ids)]
+        if not staff:
+            continue
+        role = staff[0]
+        invitation = (await session.execute(
+            select(Invitation).where(
+                Invitation.person_id == person.id, Invitation.revoked_at.is_(None),
+                Invitation.expires_at > now, Invitation.used_count < Invitation.max_uses)
+            .order_by(Invitation.expires_at.desc()).limit(1))).scalar_one_or_none()
+        if invitation is None:
+            invitation = Invitation(
+                code=await unused_code(session), role=role.role, area_id=role.area_id,
+                school_id=role.school_id, duty=role.duty, person_id=person.id, max_uses=1,
+                used_count=0, expires_at=now + expires_in, created_at=now)
+            session.add(invitation)
+            await session.flush()
+            await session.refresh(invitation, ["area", "school", "person"])
+        found.append((person, role, invitation))
+    return found
