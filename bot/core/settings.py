@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     # Where people reach this server from outside (links in messages: Zalo's report
     # picture and workbook). Unset: the origin of a webhook URL, if one is set.
     public_url: str | None = None
+    # The web console: a /web sign-in link lasts this long; a session ends after this long
+    # without a request, and in any case this long after sign-in.
+    console_link_minutes: float = 10.0
+    console_idle_minutes: float = 30.0
+    console_max_hours: float = 12.0
 
     @field_validator("database_url")
     @classmethod
@@ -142,6 +147,15 @@ class Settings(BaseSettings):
                 parts = urlsplit(url)
                 return f"{parts.scheme}://{parts.netloc}"
         return None
+
+    @property
+    def console_base(self) -> str:
+        """Where the web console's links point: the public address, else this server's own
+        HTTP address (enough on the machine itself, or on a district office's network)."""
+        if self.public_base:
+            return self.public_base.rstrip("/")
+        host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::", "") else self.http_host
+        return f"http://{host}:{self.http_port}"
 
     @property
     def telegram_webhook_path(self) -> str:
