@@ -11,7 +11,7 @@ from typing import TypeVar
 
 from aiohttp import web
 
-from bot.channels.telegram import USERNAME_KEY, TelegramChannel
+from bot.channels.telegram import TelegramChannel
 from bot.channels.zalo import ZaloChannel
 from bot.core.channel import Channel, FatalChannelError, TransientError
 from bot.core.clock import Clock
@@ -21,8 +21,11 @@ from bot.core.messages import Inbound
 from bot.core.settings import Settings
 from bot.core.worker import DeliveryWorker
 from bot.services.cases import alert_unreachable
+from bot.services.codes import USERNAME_KEY
 from bot.services.stat_reports import ReportBuilder, queue_closed_periods
 from bot.services.timing import QuietHours
+from bot.web import console_app
+from bot.web.base import Deps
 from handlers import build_router
 from schedules import build_scheduler
 from schedules.campaigns import campaign_tick
@@ -165,6 +168,9 @@ class App:
         app = web.Application(client_max_size=1024**2)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/reports/{token}/{name}", self._report_file)
+        app.add_subapp("/console", console_app(Deps(
+            self.sessions, db.sessionmaker(self.readers), self.settings, self.clock,
+            self.worker.wake, self.worker.paused)))
         for channel in self.channels.values():
             routes = getattr(channel, "routes", None)
             if routes is not None:
@@ -209,6 +215,7 @@ class App:
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.http_port = sockets[0].getsockname()[1] if sockets else self.settings.http_port
+        self.settings.http_port = self.http_port  # port 0 asked for any: links need the real one
         for name, channel in self.channels.items():
             await self._start_channel(name, channel)
         await self._remember_username()

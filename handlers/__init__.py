@@ -11,6 +11,7 @@ from handlers import (
     registration,
     report,
     stats,
+    web,
 )
 
 
@@ -18,6 +19,6 @@ def build_router() -> Router:
     """Compose every feature module's handlers into one router."""
     router = Router()
     for module in (common, registration, report, cases, linking, duty, consent, campaigns,
-                   stats):
+                   stats, web):
         module.register(router)
     return router

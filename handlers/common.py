@@ -10,7 +10,7 @@ from bot.core.choices import ChoiceData, choice_data
 from bot.core.context import Context, Router
 from bot.core.messages import Choice
 from bot.core.settings import LANGUAGES
-from handlers import cases, registration, report, stats
+from handlers import cases, registration, report, stats, web
 from handlers.consent import resume_if_stopped
 from handlers.menus import MenuChoice, describe_role, main_menu
 from storage.models import Account
@@ -93,7 +93,7 @@ async def menu_choice(ctx: Context) -> None:
     item = chosen.item if chosen else None
     action = {"help": help_, "me": me, "language": language, "report": report.start,
               "mycases": cases.my_cases, "cases": cases.list_cases,
-              "stats": stats.start}.get(item)
+              "stats": stats.start, "web": web.web}.get(item)
     if action is None:
         ctx.reply("error.stale_choice")
         return

@@ -29,6 +29,8 @@ def main_menu(ctx: Context) -> list[Choice]:
         items.append(MenuChoice("cases").choice(t("menu.cases")))
     if any(r.role == Role.ADMIN or r.duty == Duty.CHIEF for r in ctx.roles):
         items.append(MenuChoice("stats").choice(t("menu.stats")))
+    if ctx.has_role(Role.OFFICER, Role.ADMIN):
+        items.append(MenuChoice("web").choice(t("menu.web")))
     items += [MenuChoice(item).choice(t(f"menu.{item}")) for item in ("help", "me", "language")]
     return items
 

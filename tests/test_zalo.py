@@ -69,7 +69,7 @@ async def test_officer_registers_on_zalo_by_typing_the_code(
     user = ZChat(fake_zalo, "z-officer-1")
     [done] = await user.say(code)
     assert "Đăng ký thành công" in done and "Xã Hồi Xuân" in done
-    assert "Trả lời 1, 2, 3 hoặc 4." in done  # the main menu as numbered text
+    assert "2. Trang quản lý (web)" in done and "Trả lời bằng số (1–5)." in done  # numbered menu
     async with sessions() as session:
         account = (await session.execute(select(Account).where(
             Account.channel == "zalo", Account.external_id == "z-officer-1"))).scalar_one()
