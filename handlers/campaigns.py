@@ -11,7 +11,6 @@ from bot.core.choices import ChoiceData, choice_data
 from bot.core.context import Context, Router
 from bot.services import campaigns as svc
 from bot.services.content import library
-from storage.areas import subtree
 from storage.models import Campaign, CampaignRun, CampaignStatus, Role
 
 FLOW = "campaign"
@@ -78,7 +77,8 @@ async def flow(ctx: Context) -> None:
             ctx.clear()
             ctx.reply("error.stale_choice")
             return
-        svc.activate(campaign, ctx.clock.now(), ctx.settings.tz)
+        await svc.change(ctx.session, campaign, "start", now=ctx.clock.now(),
+                         tz=ctx.settings.tz)
         ctx.clear()
         ctx.reply("campaign.started", id=campaign.id)
     elif step == "confirm" and action == "discard":
@@ -106,11 +106,10 @@ async def _preview(ctx: Context, when: str) -> None:
         ctx.reply("error.stale_choice")
         return
     item = library()[data["content"]]
-    campaign = Campaign(
-        name=item.text(ctx.language)[:60], status=CampaignStatus.DRAFT,
-        area_ids=_admin_areas(ctx), roles=AUDIENCES[data["audience"]], content_ids=[item.id],
-        schedule=schedule, starts_at=starts, runs_done=0,
-        created_by_person_id=ctx.person.id if ctx.person else None, created_at=now)
+    campaign = svc.new_campaign(svc.Draft(
+        name=item.text(ctx.language)[:60], area_ids=_admin_areas(ctx),
+        roles=AUDIENCES[data["audience"]], content_ids=[item.id], schedule=schedule,
+        starts_at=starts), now=now, person_id=ctx.person.id if ctx.person else None)
     ctx.session.add(campaign)
     await ctx.session.flush()
     reach = await svc.reach(ctx.session, campaign, ctx.settings.default_language)
@@ -134,7 +133,7 @@ async def list_campaigns(ctx: Context) -> None:
         return
     rows = [c for c in (await ctx.session.execute(
         select(Campaign).order_by(Campaign.id.desc()).limit(50))).scalars()
-        if set(c.area_ids) <= await _scope(ctx, areas)]
+        if await svc.in_scope(ctx.session, c, sorted(areas))]
     if not rows:
         ctx.reply("campaigns.none")
         return
@@ -146,31 +145,21 @@ async def list_campaigns(ctx: Context) -> None:
         CampaignAction("show", c.id).choice(f"#{c.id}") for c in rows[:8]])
 
 
-async def _scope(ctx: Context, areas: set[int]) -> set[int]:
-    return set(await subtree(ctx.session, sorted(areas)))
-
-
 async def manage(ctx: Context) -> None:
     """camp:<show|pause|resume|cancel>:<id> from the list, for the admin's own campaigns."""
     chosen = ctx.chosen(CampaignAction)
-    areas = set(_admin_areas(ctx))
     campaign = await ctx.session.get(Campaign, chosen.campaign_id) if chosen else None
-    if not areas or campaign is None or not set(campaign.area_ids) <= await _scope(ctx, areas):
+    if campaign is None or not await svc.in_scope(ctx.session, campaign, _admin_areas(ctx)):
         ctx.reply("campaign.not_admin")
         return
-    now = ctx.clock.now()
     action = chosen.action if chosen else None
-    if action == "pause" and campaign.status == CampaignStatus.ACTIVE:
-        campaign.status = CampaignStatus.PAUSED
-        await svc.hold(ctx.session, campaign.id, release=False)
-    elif action == "resume" and campaign.status in (CampaignStatus.PAUSED,
-                                                       CampaignStatus.DRAFT):
-        await svc.hold(ctx.session, campaign.id, release=True)
-        svc.activate(campaign, now, ctx.settings.tz)
-    elif action == "cancel" and campaign.status not in (CampaignStatus.CANCELLED,):
-        campaign.status = CampaignStatus.CANCELLED
-        campaign.next_run_at = None
-        await svc.drop_unsent(ctx.session, campaign.id, now)
+    if action != "show":
+        try:
+            await svc.change(ctx.session, campaign, action or "", now=ctx.clock.now(),
+                             tz=ctx.settings.tz)
+        except svc.CampaignProblem as problem:
+            ctx.reply_text(problem.text(ctx.t))
+            return
     if action != "show":
         ctx.reply("campaign.done", id=campaign.id,
                   status=ctx.t(f"campaign.status.{campaign.status}"))
@@ -182,16 +171,12 @@ async def manage(ctx: Context) -> None:
         CampaignRun.campaign_id == campaign.id).order_by(CampaignRun.id.desc()).limit(5)
     )).scalars().all()
     for run in runs:
-        stats = await svc.run_stats(ctx.session, run.id)
-        total = svc.AreaStats()
-        for s in stats.values():
-            for name in ("targeted", "sent", "failed", "unreachable", "opted_out", "waiting"):
-                setattr(total, name, getattr(total, name) + getattr(s, name))
+        total = svc.total(await svc.run_stats(ctx.session, run.id))
         lines.append(t("campaign.stats.run", when=run.scheduled_for.astimezone(
             ctx.settings.tz).strftime("%H:%M %d/%m/%Y"), **vars(total)))
     ctx.reply_text("\n".join(lines), choices=[
         CampaignAction(a, campaign.id).choice(t(f"campaign.action.{a}"))
-        for a in ("pause", "resume", "cancel")])
+        for a in svc.allowed_actions(campaign)])
 
 
 def register(router: Router) -> None:

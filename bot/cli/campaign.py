@@ -18,15 +18,12 @@ from bot.cli.common import (
     settings_or_fail,
     with_session,
 )
-from bot.core.messages import Outbound
 from bot.core.settings import Settings
 from bot.services import campaigns as svc
 from bot.services.campaigns import run_stats
-from bot.services.cases import notify
 from bot.services.content import ContentError, calendar, library
 from bot.services.directory import normalise_phone
-from bot.services.timing import ScheduleError, validate_schedule
-from storage.models import Campaign, CampaignRun, CampaignStatus, Person, Priority
+from storage.models import Campaign, CampaignRun, CampaignStatus, Person
 
 
 def _csv_list(text: str | None) -> list[str] | None:
@@ -47,54 +44,48 @@ async def cmd_campaign_create(args: argparse.Namespace) -> int:
     settings = settings_or_fail()
     try:
         entry = calendar().get(args.calendar) if args.calendar else None
-        items = library()
+        library()  # broken content files are one sentence here, not a traceback later
     except ContentError as exc:
         raise CliError(f"the content files are broken: {exc}") from exc
     if args.calendar and entry is None:
         raise CliError(f"no calendar entry {args.calendar!r}; see `safeschool campaign calendar`")
     content = _csv_list(args.content) or (list(entry.content) if entry else None)
-    if content and any(c not in items for c in content):
-        raise CliError(f"unknown content {[c for c in content if c not in items]}; "
-                       "see bot/content/library.toml")
-    if not content and not (args.text_vi or args.text_en):
-        raise CliError("give --content ID[,ID…], --text-vi/--text-en, or --calendar ID")
     roles = _csv_list(args.roles) or (list(entry.roles) if entry else ["parent"])
-    if any(r not in ("parent", "liaison", "officer", "admin") for r in roles):
-        raise CliError("--roles takes parent, liaison, officer, admin")
     schedules = [x for x in (args.cron and f"cron: {args.cron}",
                              args.rrule and f"rrule: {args.rrule}") if x]
     if len(schedules) > 1:
         raise CliError("give --cron or --rrule, not both")
     schedule = schedules[0] if schedules else (entry.schedule if entry else "once")
-    try:
-        validate_schedule(schedule)
-    except ScheduleError as exc:
-        raise CliError(str(exc)) from exc
     now = clock_now()
     starts = _local_time(args.at, settings) if args.at else now
     ends = _local_time(args.until, settings) if args.until else None
 
     async def work(session: AsyncSession) -> int:
         areas = [(await area_by_code(session, code)) for code in args.area]
-        campaign = Campaign(
-            name=args.name or (entry.name if entry else "Chiến dịch"),
-            status=CampaignStatus.DRAFT, area_ids=[a.id for a in areas], roles=roles,
-            school_levels=_csv_list(args.levels), languages=_csv_list(args.languages),
-            content_ids=content, text_vi=args.text_vi, text_en=args.text_en,
-            image_url=args.image, schedule=schedule, starts_at=starts, ends_at=ends,
-            runs_done=0, created_at=now)
+        try:
+            campaign = svc.new_campaign(svc.Draft(
+                name=args.name or (entry.name if entry else "Chiến dịch"),
+                area_ids=[a.id for a in areas], roles=roles, starts_at=starts,
+                schedule=schedule, content_ids=content, text_vi=args.text_vi,
+                text_en=args.text_en, image_url=args.image,
+                school_levels=_csv_list(args.levels), languages=_csv_list(args.languages),
+                ends_at=ends), now=now)
+        except svc.CampaignProblem as exc:
+            raise CliError(str(exc)) from exc
         session.add(campaign)
         await session.flush()
-        reach = await svc.reach(session, campaign, settings.default_language)
         if args.preview_to:
-
             person = (await session.execute(select(Person).where(
                 Person.phone == normalise_phone(args.preview_to)))).scalar_one_or_none()
             if person is None:
                 raise CliError(f"no person with phone {args.preview_to!r} to send a preview to")
-            await _send_preview(session, campaign, person.id, reach, settings)
+            reach = await svc.send_preview(
+                session, campaign, person.id, now=now,
+                default_language=settings.default_language, quiet=settings.quiet_hours)
+        else:
+            reach = await svc.reach(session, campaign, settings.default_language)
         if args.start:
-            svc.activate(campaign, now, settings.tz)
+            await svc.change(session, campaign, "start", now=now, tz=settings.tz)
         info = {"id": campaign.id, "status": campaign.status, "schedule": schedule,
                 "next_run_at": campaign.next_run_at.isoformat() if campaign.next_run_at
                 else None, "targeted": reach.targeted, "reachable": reach.reachable,
@@ -110,24 +101,6 @@ async def cmd_campaign_create(args: argparse.Namespace) -> int:
         return 0
 
     return await with_session(settings, work)
-
-
-async def _send_preview(session: AsyncSession, campaign: Any, person_id: int, reach: Any,
-                        settings: Settings) -> None:
-
-    item = svc.content_for_run(campaign, campaign.runs_done)
-    now = clock_now()
-
-    def compose(t: Any) -> Outbound:
-        sample = svc.message_for(campaign, item, t.language)
-        text = "\n\n".join([t("campaign.preview", name=campaign.name), sample.text, t(
-            "campaign.reach", reachable=reach.reachable, targeted=reach.targeted,
-            opted_out=reach.opted_out, schedule=campaign.schedule,
-            quiet=settings.quiet_hours)])
-        return Outbound(text)
-
-    await notify(session, person_id, compose, key=f"preview:{campaign.id}:{now.isoformat()}",
-                 now=now, default_language=settings.default_language, priority=Priority.REPLY)
 
 
 async def _campaign(session: AsyncSession, campaign_id: int) -> Any:
@@ -198,22 +171,15 @@ async def cmd_campaign_state(args: argparse.Namespace) -> int:
 
     async def work(session: AsyncSession) -> int:
         campaign = await _campaign(session, args.id)
-        if campaign.status in (CampaignStatus.CANCELLED, CampaignStatus.FINISHED) \
-                and args.action != "cancel":
-            raise CliError(f"campaign #{campaign.id} is {campaign.status}")
-        if args.action == "pause":
-            campaign.status = CampaignStatus.PAUSED
-            held = await svc.hold(session, campaign.id, release=False)
-            print(f"Campaign #{campaign.id} paused; {held} unsent message(s) held.")
-        elif args.action == "resume":
-            released = await svc.hold(session, campaign.id, release=True)
-            svc.activate(campaign, clock_now(), settings.tz)
-            print(f"Campaign #{campaign.id} {campaign.status}; {released} message(s) released.")
-        else:
-            campaign.status = CampaignStatus.CANCELLED
-            campaign.next_run_at = None
-            dropped = await svc.drop_unsent(session, campaign.id, clock_now())
-            print(f"Campaign #{campaign.id} cancelled; {dropped} unsent message(s) dropped.")
+        action = "start" if args.action == "resume" and campaign.status == \
+            CampaignStatus.DRAFT else args.action
+        try:
+            count = await svc.change(session, campaign, action, now=clock_now(), tz=settings.tz)
+        except svc.CampaignProblem as exc:
+            raise CliError(f"campaign #{campaign.id}: {exc}") from exc
+        done = {"pause": "unsent message(s) held", "cancel": "unsent message(s) dropped"}
+        print(f"Campaign #{campaign.id} {campaign.status}; {count} "
+              f"{done.get(action, 'message(s) released')}.")
         return 0
 
     return await with_session(settings, work)

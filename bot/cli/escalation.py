@@ -18,7 +18,6 @@ from bot.cli.common import (
     with_session,
 )
 from bot.services import escalation
-from storage.models import EscalationPolicy
 
 
 async def cmd_escalation_show(args: argparse.Namespace) -> int:
@@ -44,12 +43,8 @@ async def cmd_escalation_set(args: argparse.Namespace) -> int:
 
     async def work(session: AsyncSession) -> int:
         area = await area_by_code(session, args.area)
-        row = await session.get(EscalationPolicy, area.id)
+        await escalation.set_policy(session, area, policy, clock_now())
         data = escalation.to_dict(policy)
-        if row is None:
-            session.add(EscalationPolicy(area_id=area.id, policy=data, updated_at=clock_now()))
-        else:
-            row.policy, row.updated_at = data, clock_now()
         steps = ", ".join(f"{s['after']}: {'+'.join(s['notify'])}"
                           for s in data["urgent"]["steps"])
         print(f"Policy set on {area.code} ({area.name}); urgent: {steps}")

@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.core.i18n import Translator
 from bot.core.messages import Media, Outbound
 from bot.core.outbox import insert_rows, outbox_rows
+from bot.services.cases import notify
 from bot.services.content import Item, library
-from bot.services.timing import QuietHours, next_run
+from bot.services.timing import QuietHours, ScheduleError, next_run, validate_schedule
 from storage.areas import subtree
 from storage.models import (
     Account,
@@ -37,6 +38,142 @@ from storage.models import (
 _LOGGER = logging.getLogger(__name__)
 BATCH = 1000
 MONTHLY = timedelta(days=28)
+ROLES = (Role.PARENT, Role.LIAISON, Role.OFFICER, Role.ADMIN)
+LANGUAGES = ("vi", "en")
+ACTIONS = ("start", "pause", "resume", "cancel")
+CANCELLED = "campaign cancelled"  # why a cancelled campaign's unsent rows are dead: no failure
+
+
+class CampaignProblem(ValueError):
+    """A campaign that cannot be created or changed; `text(t)` says why in t's language."""
+
+    def __init__(self, key: str, **values: object) -> None:
+        self.key, self.values = key, values
+        super().__init__(self.text(Translator("en")))
+
+    def text(self, t: Translator) -> str:
+        """The reason, in the reader's language (a campaign's status in words too)."""
+        values = dict(self.values)
+        if "status" in values:
+            values["status"] = t(f"campaign.status.{values['status']}")
+        return t(f"campaign.problem.{self.key}", **values)
+
+
+@dataclass
+class Draft:
+    """What someone asked for, before it is checked (the CLI's flags, the console's form)."""
+
+    name: str
+    area_ids: list[int]
+    roles: list[str]
+    starts_at: datetime
+    schedule: str = "once"
+    content_ids: list[str] | None = None
+    text_vi: str | None = None
+    text_en: str | None = None
+    image_url: str | None = None
+    school_levels: list[str] | None = None
+    languages: list[str] | None = None
+    ends_at: datetime | None = None
+
+
+def new_campaign(draft: Draft, *, now: datetime, person_id: int | None = None) -> Campaign:
+    """Check a draft and make it a campaign (status draft, not yet added to a session).
+
+    The one place the rules of a new campaign live: the chat, the CLI and the console all
+    come through here."""
+    name = (draft.name or "").strip()
+    if not name:
+        raise CampaignProblem("no_name")
+    if not draft.area_ids:
+        raise CampaignProblem("no_area")
+    if not draft.roles:
+        raise CampaignProblem("no_role")
+    unknown = [r for r in draft.roles if r not in ROLES]
+    if unknown:
+        raise CampaignProblem("bad_role", roles=", ".join(unknown))
+    if draft.languages and any(lang not in LANGUAGES for lang in draft.languages):
+        raise CampaignProblem("bad_language")
+    text_vi = (draft.text_vi or "").strip() or None
+    text_en = (draft.text_en or "").strip() or None
+    items = library()
+    missing = [c for c in draft.content_ids or [] if c not in items]
+    if missing:
+        raise CampaignProblem("bad_content", ids=", ".join(missing))
+    if not draft.content_ids and not (text_vi or text_en):
+        raise CampaignProblem("no_content")
+    image = (draft.image_url or "").strip() or None
+    if image and not image.startswith("https://"):
+        raise CampaignProblem("bad_image")
+    try:
+        validate_schedule(draft.schedule)
+    except ScheduleError as exc:
+        raise CampaignProblem("bad_schedule", schedule=draft.schedule) from exc
+    if draft.ends_at is not None and draft.ends_at <= draft.starts_at:
+        raise CampaignProblem("ends_before_start")
+    return Campaign(
+        name=name[:200], status=CampaignStatus.DRAFT, area_ids=list(draft.area_ids),
+        roles=list(draft.roles), school_levels=draft.school_levels or None,
+        languages=draft.languages or None, content_ids=draft.content_ids or None,
+        text_vi=text_vi, text_en=text_en, image_url=image, schedule=draft.schedule,
+        starts_at=draft.starts_at, ends_at=draft.ends_at, runs_done=0,
+        created_by_person_id=person_id, created_at=now)
+
+
+def allowed_actions(campaign: Campaign) -> list[str]:
+    """What can be done to a campaign in its state (start a draft, pause, resume, cancel)."""
+    status = campaign.status
+    if status == CampaignStatus.DRAFT:
+        return ["start", "cancel"]
+    if status == CampaignStatus.ACTIVE:
+        return ["pause", "cancel"]
+    if status == CampaignStatus.PAUSED:
+        return ["resume", "cancel"]
+    if status == CampaignStatus.FINISHED:
+        return ["cancel"]  # the last run's messages may still be waiting
+    return []
+
+
+async def change(session: AsyncSession, campaign: Campaign, action: str, *, now: datetime,
+                 tz: ZoneInfo) -> int:
+    """Start, pause, resume or cancel a campaign; returns the messages held, released or
+    dropped. Refused (CampaignProblem) when the campaign's state does not allow it."""
+    if action not in allowed_actions(campaign):
+        raise CampaignProblem("not_now", status=campaign.status)
+    if action == "pause":
+        campaign.status = CampaignStatus.PAUSED
+        return await hold(session, campaign.id, release=False)
+    if action in ("start", "resume"):
+        released = await hold(session, campaign.id, release=True)
+        activate(campaign, now, tz)
+        return released
+    campaign.status = CampaignStatus.CANCELLED
+    campaign.next_run_at = None
+    return await drop_unsent(session, campaign.id, now)
+
+
+async def send_preview(session: AsyncSession, campaign: Campaign, person_id: int, *,
+                       now: datetime, default_language: str, quiet: str) -> Reach:
+    """Send one person the next run's message as its audience will read it, with the reach
+    and the schedule around it (before a campaign starts)."""
+    counted = await reach(session, campaign, default_language)
+    item = content_for_run(campaign, campaign.runs_done)
+
+    def compose(t: Translator) -> Outbound:
+        sample = message_for(campaign, item, t.language)
+        return Outbound("\n\n".join([t("campaign.preview", name=campaign.name), sample.text, t(
+            "campaign.reach", reachable=counted.reachable, targeted=counted.targeted,
+            opted_out=counted.opted_out, schedule=campaign.schedule, quiet=quiet)]))
+
+    await notify(session, person_id, compose, key=f"preview:{campaign.id}:{now.isoformat()}",
+                 now=now, default_language=default_language, priority=Priority.REPLY)
+    return counted
+
+
+async def in_scope(session: AsyncSession, campaign: Campaign, admin_areas: list[int]) -> bool:
+    """Whether every area a campaign reaches lies within an admin's areas (and below)."""
+    return bool(admin_areas) and set(campaign.area_ids) <= set(
+        await subtree(session, admin_areas))
 
 
 def _audience(campaign: Campaign, areas: list[int]) -> Any:
@@ -296,7 +433,7 @@ async def drop_unsent(session: AsyncSession, campaign_id: int, now: datetime) ->
     runs = select(CampaignRun.id).where(CampaignRun.campaign_id == campaign_id)
     result = await session.execute(update(Outbox).where(
         Outbox.campaign_run_id.in_(runs), Outbox.status.in_([OutboxStatus.PENDING, "held"])
-    ).values(status=OutboxStatus.DEAD, last_error="campaign cancelled", reported_at=now))
+    ).values(status=OutboxStatus.DEAD, last_error=CANCELLED, reported_at=now))
     await session.execute(update(CampaignRun).where(
         CampaignRun.campaign_id == campaign_id, CampaignRun.status == "running"
     ).values(status="cancelled", finished_at=now))
@@ -313,6 +450,15 @@ class AreaStats:
     unreachable: int = 0
     opted_out: int = 0
     waiting: int = 0
+
+
+def total(stats: dict[str, AreaStats]) -> AreaStats:
+    """One run's outreach over all its areas."""
+    out = AreaStats()
+    for one in stats.values():
+        for name in vars(out):
+            setattr(out, name, getattr(out, name) + getattr(one, name))
+    return out
 
 
 async def run_stats(session: AsyncSession, run_id: int) -> dict[str, AreaStats]:

@@ -23,20 +23,25 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.core.i18n import Translator
 from storage.models import Area, EscalationPolicy
 
 LEVELS = ("primary", "backup", "chief", "admins", "parent_admins")
 SEVERITIES = ("urgent", "normal")
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_DURATION = re.compile(r"^\s*(\d+)\s*([^\W\d_]+)\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks",
+          # the console's users write durations the way they say them
+          "giây": "seconds", "phút": "minutes", "giờ": "hours", "tiếng": "hours",
+          "ngày": "days", "tuần": "weeks"}
 
 DEFAULT: dict[str, Any] = {
     "urgent": {
@@ -56,16 +61,45 @@ DEFAULT: dict[str, Any] = {
 }
 
 
+@dataclass(frozen=True)
+class Where:
+    """Where in a policy a problem is: a severity, a step (from 1), a key."""
+
+    severity: str | None = None
+    step: int | None = None
+    key: str | None = None
+
+    def text(self, t: Translator) -> str:
+        """urgent.steps[2].after in English (the file's own names); words in Vietnamese."""
+        parts = [t(f"escalation.where.{self.severity}")] if self.severity else []
+        if self.step is not None:
+            parts.append(t("escalation.where.step", n=self.step))
+        if self.key:
+            parts.append(t(f"escalation.where.key.{self.key}"))
+        return t("escalation.where.join").join(parts)
+
+
 class PolicyError(ValueError):
-    """A policy file that cannot be used; the message says where and why."""
+    """A policy that cannot be used; `text(t)` says where and why in t's language (the CLI
+    prints the English, the console the reader's)."""
+
+    def __init__(self, key: str, where: Where | None = None, **values: object) -> None:
+        self.key, self.where, self.values = key, where, values
+        super().__init__(self.text(Translator("en")))
+
+    def text(self, t: Translator) -> str:
+        """The whole sentence: where, then why."""
+        reason = t(f"escalation.problem.{self.key}", **self.values)
+        return f"{self.where.text(t)}: {reason}" if self.where else reason
 
 
-def duration(text: object, where: str) -> timedelta:
-    """Parse 0m, 90s, 5m, 4h, 3d, 2w."""
-    match = _DURATION.match(str(text))
-    if not match:
-        raise PolicyError(f"{where}: {text!r} is not a duration (write e.g. 5m, 4h or 3d)")
-    return timedelta(**{_UNITS[match.group(2).lower()]: int(match.group(1))})
+def duration(text: object, where: Where) -> timedelta:
+    """Parse 0m, 90s, 5m, 4h, 3d, 2w (or 5 phút, 4 giờ, 3 ngày, 2 tuần)."""
+    match = _DURATION.match(unicodedata.normalize("NFC", str(text)))
+    unit = _UNITS.get(match.group(2).lower()) if match else None
+    if match is None or unit is None:
+        raise PolicyError("not_duration", where, text=str(text))
+    return timedelta(**{unit: int(match.group(1))})
 
 
 def _render(delta: timedelta) -> str:
@@ -124,11 +158,10 @@ class Policy:
 def parse(data: object) -> Policy:
     """Validate a policy (missing severities or keys fall back to the default)."""
     if not isinstance(data, dict):
-        raise PolicyError("a policy is a table with [urgent] and/or [normal]")
+        raise PolicyError("not_table")
     unknown = set(data) - set(SEVERITIES)
     if unknown:
-        raise PolicyError(f"unknown section(s) {', '.join(sorted(unknown))}; "
-                          "use urgent and normal")
+        raise PolicyError("unknown_section", sections=", ".join(sorted(map(str, unknown))))
     return Policy(*(_severity(data.get(name), DEFAULT[name], name) for name in SEVERITIES))
 
 
@@ -136,41 +169,40 @@ def _severity(data: object, default: dict[str, Any], name: str) -> Severity:
     if data is None:
         data = default
     if not isinstance(data, dict):
-        raise PolicyError(f"{name}: must be a table")
+        raise PolicyError("severity_not_table", Where(name))
     known = {"steps", "repeat_last", "repeat_every", "reminder_after", "revert_after",
              "resolution_target"}
     unknown = set(data) - known
     if unknown:
-        raise PolicyError(f"{name}: unknown key(s) {', '.join(sorted(unknown))}")
+        raise PolicyError("unknown_key", Where(name), keys=", ".join(sorted(map(str, unknown))))
     raw_steps = data.get("steps", default["steps"])
     if not isinstance(raw_steps, list) or not raw_steps:
-        raise PolicyError(f"{name}.steps: give at least one step")
-    steps = []
+        raise PolicyError("no_steps", Where(name, key="steps"))
+    steps: list[Step] = []
     for n, raw in enumerate(raw_steps, start=1):
-        where = f"{name}.steps[{n}]"
         if not isinstance(raw, dict) or "after" not in raw or "notify" not in raw:
-            raise PolicyError(f"{where}: a step needs 'after' and 'notify'")
+            raise PolicyError("step_incomplete", Where(name, n))
         notify = raw["notify"]
         notify = [notify] if isinstance(notify, str) else notify
         if not isinstance(notify, list) or not notify:
-            raise PolicyError(f"{where}.notify: name at least one level")
+            raise PolicyError("no_level", Where(name, n, "notify"))
         bad = [level for level in notify if level not in LEVELS]
         if bad:
-            raise PolicyError(f"{where}.notify: unknown level(s) {', '.join(map(str, bad))}; "
-                              f"use {', '.join(LEVELS)}")
-        after = duration(raw["after"], f"{where}.after")
+            raise PolicyError("unknown_level", Where(name, n, "notify"),
+                              levels=", ".join(map(str, bad)), known=", ".join(LEVELS))
+        after = duration(raw["after"], Where(name, n, "after"))
         if steps and after < steps[-1].after:
-            raise PolicyError(f"{where}.after: steps must not go back in time "
-                              f"({_render(after)} < {_render(steps[-1].after)})")
+            raise PolicyError("back_in_time", Where(name, n, "after"),
+                              after=_render(after), before=_render(steps[-1].after))
         steps.append(Step(after, tuple(notify)))
     repeat_last = data.get("repeat_last", default["repeat_last"])
     if not isinstance(repeat_last, int) or isinstance(repeat_last, bool) or repeat_last < 0:
-        raise PolicyError(f"{name}.repeat_last: a whole number, 0 or more")
+        raise PolicyError("repeat_last", Where(name, key="repeat_last"))
 
     def span(key: str) -> timedelta:
-        value = duration(data.get(key, default[key]), f"{name}.{key}")
+        value = duration(data.get(key, default[key]), Where(name, key=key))
         if value <= timedelta(0):
-            raise PolicyError(f"{name}.{key}: must be longer than zero")
+            raise PolicyError("not_positive", Where(name, key=key))
         return value
 
     return Severity(tuple(steps), repeat_last, span("repeat_every"), span("reminder_after"),
@@ -197,16 +229,16 @@ def load_file(path: Path) -> Policy:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise PolicyError(f"cannot read {path}: {exc.strerror}") from exc
+        raise PolicyError("file_unreadable", path=str(path), reason=exc.strerror) from exc
+    if path.suffix.lower() not in (".json", ".toml"):
+        raise PolicyError("file_kind")
     try:
         if path.suffix.lower() == ".json":
             data = json.loads(raw)
-        elif path.suffix.lower() == ".toml":
-            data = tomllib.loads(raw.decode("utf-8"))
         else:
-            raise PolicyError("the policy file must be .toml or .json")
+            data = tomllib.loads(raw.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"{path.name}: {exc}") from exc
+        raise PolicyError("file_syntax", name=path.name, detail=str(exc)) from exc
     return parse(data)
 
 
@@ -225,3 +257,18 @@ async def effective(session: AsyncSession, area_id: int) -> tuple[Policy, Area |
         current = (await session.execute(
             select(Area.parent_id).where(Area.id == current))).scalar_one_or_none()
     return BUILT_IN, None
+
+
+async def set_policy(session: AsyncSession, area: Area, policy: Policy | None,
+                     now: datetime) -> None:
+    """Make a policy the area's own (its sub-areas inherit it); None: inherit again."""
+    row = await session.get(EscalationPolicy, area.id)
+    if policy is None:
+        if row is not None:
+            await session.delete(row)
+        return
+    data = to_dict(policy)
+    if row is None:
+        session.add(EscalationPolicy(area_id=area.id, policy=data, updated_at=now))
+    else:
+        row.policy, row.updated_at = data, now
