@@ -7,6 +7,7 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import TypeVar
 
 from aiohttp import web
@@ -31,6 +32,7 @@ from schedules import build_scheduler
 from schedules.campaigns import campaign_tick
 from schedules.escalation import tick as escalation_tick
 from storage import db
+from storage.media import forget_old_uploads, keep_remote_media
 from storage.models import KeyValue
 
 _LOGGER = logging.getLogger(__name__)
@@ -90,7 +92,8 @@ class App:
         self._jobs: set[asyncio.Task[object]] = set()  # scheduler jobs running now
         self._stopped = False
         self.scheduler = build_scheduler(self.sessions, self.clock, settings.timezone,
-                                         settings.media_dir, self._job(self.case_tick),
+                                         self._job(self.media_tick),
+                                         self._job(self.case_tick),
                                          self._job(self.campaign_tick),
                                          settings.case_tick_seconds,
                                          self._job(self.report_tick),
@@ -125,6 +128,16 @@ class App:
         if any(done.values()):
             self.worker.wake()
         return done
+
+    async def media_tick(self) -> int:
+        """Keep our own copy of attachments (Zalo's URLs, Telegram's file ids once Telegram
+        is up) and delete console uploads nobody applied; return how many files were kept."""
+        resolvers = {name: channel.file_url for name, channel in self.channels.items()
+                     if isinstance(channel, TelegramChannel) and name not in self.waiting}
+        kept = await keep_remote_media(self.sessions, Path(self.settings.media_dir),
+                                       resolvers=resolvers)
+        await asyncio.to_thread(forget_old_uploads, Path(self.settings.media_dir))
+        return kept
 
     async def campaign_tick(self) -> int:
         """Open due campaign runs and queue their audience."""

@@ -5,14 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bot.core.clock import Clock
-from storage.media import keep_remote_media
 from storage.models import InboundSeen
 
 _LOGGER = logging.getLogger(__name__)
@@ -32,7 +30,8 @@ PERIOD_MINUTES = 10  # how soon after a period closes its reports are asked for
 
 
 def build_scheduler(sessions: async_sessionmaker, clock: Clock, timezone: str,
-                    media_dir: Path, case_tick: Callable[[], Awaitable[object]],
+                    media_tick: Callable[[], Awaitable[object]],
+                    case_tick: Callable[[], Awaitable[object]],
                     campaign_tick: Callable[[], Awaitable[object]],
                     tick_seconds: float,
                     report_tick: Callable[[], Awaitable[object]],
@@ -56,9 +55,8 @@ def build_scheduler(sessions: async_sessionmaker, clock: Clock, timezone: str,
                       next_run_time=clock.now())
     scheduler.add_job(report_files_tick, "interval", hours=1, id="report-files",
                       coalesce=True, max_instances=1, misfire_grace_time=3600)
-    scheduler.add_job(keep_remote_media, "interval", minutes=1, args=[sessions, media_dir],
-                      id="keep-remote-media", coalesce=True, max_instances=1,
-                      misfire_grace_time=300)
+    scheduler.add_job(media_tick, "interval", minutes=1, id="keep-remote-media",
+                      coalesce=True, max_instances=1, misfire_grace_time=300)
     scheduler.add_job(purge_seen_events, "interval", hours=6, args=[sessions, clock],
                       id="purge-seen-events", coalesce=True, max_instances=1,
                       misfire_grace_time=3600)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import mimetypes
 import os
+import shutil
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import aiohttp
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from storage.models import IncidentAttachment
@@ -17,6 +20,12 @@ _LOGGER = logging.getLogger(__name__)
 MAX_BYTES = 20 * 1024 * 1024
 MAX_ATTEMPTS = 3
 ALLOWED_TYPES = ("image/", "audio/", "video/", "application/pdf", "application/octet-stream")
+UPLOADS = "uploads"  # the console's directory uploads waiting to be applied or cancelled
+UPLOAD_HOURS = 24  # an upload nobody applied or cancelled is deleted after this
+
+# A messenger that keeps files behind its own ids (Telegram's file_id) gives a download URL
+# for one; the URL may hold the bot's token, so it is never logged.
+Resolver = Callable[[str], Awaitable[str]]
 
 
 class FetchError(Exception):
@@ -45,28 +54,38 @@ async def _download(http: aiohttp.ClientSession, url: str, target: Path) -> None
 
 
 async def keep_remote_media(sessions: async_sessionmaker, media_dir: Path,
-                            batch: int = 20) -> int:
-    """Download attachments known only by URL; return how many were kept this round."""
+                            batch: int = 20,
+                            resolvers: Mapping[str, Resolver] | None = None) -> int:
+    """Keep our own copy of attachments known only by a URL (Zalo's CDN) or by a messenger's
+    file id (with that messenger's resolver), so the console can show them and an officer on
+    another messenger can receive them; return how many were kept this round."""
+    resolvers = resolvers or {}
     async with sessions() as session, session.begin():
         rows = (await session.execute(
             select(IncidentAttachment)
-            .where(IncidentAttachment.ref.like("http%"),
+            .where(or_(IncidentAttachment.ref.like("http%"),
+                       IncidentAttachment.channel.in_(list(resolvers))),
                    IncidentAttachment.stored_path.is_(None),
                    IncidentAttachment.fetch_attempts < MAX_ATTEMPTS)
             .order_by(IncidentAttachment.id).limit(batch)
             .with_for_update(skip_locked=True))).scalars().all()
-        todo = [(a.id, a.incident_id, a.ref, a.mime_type) for a in rows]
+        todo = [(a.id, a.incident_id, a.channel, a.ref, a.mime_type) for a in rows]
         for attachment in rows:
             attachment.fetch_attempts += 1  # counted first: a crash mid-download still counts
     kept = 0
     async with aiohttp.ClientSession() as http:
-        for attachment_id, incident_id, url, mime in todo:
+        for attachment_id, incident_id, channel, ref, mime in todo:
             ext = mimetypes.guess_extension(mime or "") or ""
             target = media_dir / str(incident_id) / f"{attachment_id}{ext}"
             try:
+                url = ref if ref.startswith("http") else await resolvers[channel](ref)
                 await _download(http, url, target)
-            except (FetchError, aiohttp.ClientError, TimeoutError, OSError) as exc:
+            except FetchError as exc:
                 _LOGGER.warning("Could not keep attachment %s: %s", attachment_id, exc)
+                continue
+            except Exception as exc:  # the messenger's or the network's; the URL stays out
+                _LOGGER.warning("Could not keep attachment %s: %s", attachment_id,
+                                type(exc).__name__)
                 continue
             async with sessions() as session, session.begin():
                 attachment = await session.get(IncidentAttachment, attachment_id)
@@ -74,3 +93,22 @@ async def keep_remote_media(sessions: async_sessionmaker, media_dir: Path,
                     attachment.stored_path = str(target)
                     kept += 1
     return kept
+
+
+def forget_old_uploads(media_dir: Path, *, hours: float = UPLOAD_HOURS,
+                       now: float | None = None) -> int:
+    """Delete console uploads older than `hours` that nobody applied or cancelled (they hold
+    people's names and phone numbers); return how many went."""
+    folder = media_dir / UPLOADS
+    if not folder.is_dir():
+        return 0
+    cutoff = (time.time() if now is None else now) - hours * 3600
+    gone = 0
+    for upload in folder.iterdir():
+        try:
+            if upload.is_dir() and upload.stat().st_mtime < cutoff:
+                shutil.rmtree(upload)
+                gone += 1
+        except OSError as exc:
+            _LOGGER.warning("Could not delete an old upload: %s", type(exc).__name__)
+    return gone

@@ -246,6 +246,16 @@ class TelegramChannel(Paced):
         """Return the bot's username once started."""
         return self.bot.username if self._initialised else None
 
+    async def file_url(self, file_id: str) -> str:
+        """Where to download a file a user sent (getFile; valid for an hour, holds the
+        token: never log it)."""
+        if not self._initialised:
+            raise TransientError("Telegram is not started yet")
+        found = await self.bot.get_file(file_id)
+        if not found.file_path:
+            raise TransientError("Telegram gave no file path")
+        return found.file_path
+
     async def start(self) -> None:
         """Log in (getMe), then start receiving updates by webhook or long polling.
 

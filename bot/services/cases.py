@@ -481,6 +481,16 @@ class CaseService:
         incident = await self._for_work(actor, case_id, "view")
         return await self._view(actor, incident)
 
+    async def attachment(self, actor: Actor, case_id: int,
+                         attachment_id: int) -> IncidentAttachment:
+        """One file of a case, for someone who may work on it; the look is recorded."""
+        incident = await self._for_work(actor, case_id, "file")
+        found = next((a for a in incident.attachments if a.id == attachment_id), None)
+        if found is None:
+            raise self._refuse(actor, case_id, "file")
+        await self._audit(actor, [incident], "opened_file")
+        return found
+
     async def show_ref(self, actor: Actor, ref: str) -> CaseView:
         """The same, found by its reference (HX-26-K7M3P)."""
         incident = (await self.session.execute(

@@ -3,7 +3,10 @@ the chat's actions (acknowledge, note, ask the reporter, reassign, close, reopen
 
 from __future__ import annotations
 
+import asyncio
 import math
+from pathlib import Path
+from urllib.parse import quote
 
 from aiohttp import web
 from sqlalchemy import select
@@ -115,6 +118,44 @@ async def case_page(request: web.Request) -> web.Response:
                        else None,
                        problem=request.query.get("problem")
                        if request.query.get("problem") in PROBLEMS else None)
+
+
+# A file from a case opens in the browser only when it is something a browser shows safely;
+# anything else is downloaded. Its own CSP keeps a crafted file from running anything.
+INLINE = ("image/jpeg", "image/png", "image/webp", "image/gif", "audio/ogg", "audio/mpeg",
+          "audio/mp4", "audio/aac", "video/mp4", "application/pdf")
+FILE_HEADERS = {"Content-Security-Policy": "default-src 'none'; sandbox",
+                "X-Content-Type-Options": "nosniff", "Cache-Control": "private, no-store",
+                "Referrer-Policy": "no-referrer"}
+
+
+@routes.get("/cases/{id}/files/{file}")
+async def case_file(request: web.Request) -> web.StreamResponse:
+    """A photo, voice note or document of a case, for someone who may work on it."""
+    page = page_of(request)
+    try:
+        file_id = int(request.match_info["file"])
+    except ValueError:
+        raise NoSuchCase(request.match_info["file"]) from None
+    item = await page.cases.attachment(page.actor, _case_id(request), file_id)
+    path = await asyncio.to_thread(_kept, Path(page.deps.settings.media_dir), item.stored_path)
+    if path is None:
+        return page.render("message.html", status=404, message_key="console.file_not_kept",
+                           back=f"/console/cases/{item.incident_id}")
+    mime = item.mime_type or "application/octet-stream"
+    disposition = "inline" if mime in INLINE else "attachment"
+    name = item.name or f"{item.kind}-{item.id}{path.suffix}"
+    return web.FileResponse(path, headers={
+        **FILE_HEADERS, "Content-Type": mime,
+        "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(name)}"})
+
+
+def _kept(media_dir: Path, stored: str | None) -> Path | None:
+    """Our copy of a file, if it exists and lies inside the media folder."""
+    if not stored:
+        return None
+    path = Path(stored).resolve()
+    return path if path.is_relative_to(media_dir.resolve()) and path.is_file() else None
 
 
 async def _text(request: web.Request, name: str = "text") -> str | None:

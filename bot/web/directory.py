@@ -16,6 +16,7 @@ from sqlalchemy import select
 from bot.services import console, directory
 from bot.services.cases import Refused, officer_scope
 from bot.web.base import HEADERS, Page, page_of, see_other
+from storage.media import UPLOADS
 from storage.models import Area, Person, Role, RoleAssignment, School
 
 routes = web.RouteTableDef()
@@ -37,7 +38,7 @@ async def admin_scope(page: Page) -> set[int]:
 
 
 def _uploads(page: Page) -> Path:
-    return Path(page.deps.settings.media_dir) / "uploads"
+    return Path(page.deps.settings.media_dir) / UPLOADS
 
 
 @routes.get("/directory")

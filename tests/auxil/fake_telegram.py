@@ -49,6 +49,7 @@ class FakeTelegram(LoopbackServer):
     _chat_last: dict[str, float] = field(default_factory=dict)
     watch: set[int] = field(default_factory=set)  # chats whose arrival times are kept
     arrivals: dict[int, list[float]] = field(default_factory=dict)
+    files: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # file_id: body, type
     updates_served: int = 0  # updates handed out by getUpdates (counting repeats)
     highest_confirmed: int = 0  # the highest offset a getUpdates call confirmed
 
@@ -60,6 +61,16 @@ class FakeTelegram(LoopbackServer):
     def routes(self, app: web.Application) -> None:
         """Serve the Bot API methods."""
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._download)
+
+    async def _download(self, request: web.Request) -> web.Response:
+        """A file getFile pointed at (files/<file_id>), with the bot's token in the path."""
+        self.record(Call("download", {"path": request.match_info["path"]}))
+        file_id = request.match_info["path"].removeprefix("files/")
+        if request.match_info["token"] != self.token or file_id not in self.files:
+            return web.Response(status=404)
+        body, kind = self.files[file_id]
+        return web.Response(body=body, content_type=kind)
 
     # ---- scripting -----------------------------------------------------------------------
 
@@ -201,6 +212,8 @@ class FakeTelegram(LoopbackServer):
             if handler is None:
                 return _error(404, f"Not Found: method {method}")
             result = await handler(params)
+            if isinstance(result, web.Response):  # the method's own error
+                return result
             if method.startswith("send"):
                 params["_ok"] = True
                 self.sent_total += 1
@@ -237,6 +250,13 @@ class FakeTelegram(LoopbackServer):
 
     async def api_answerCallbackQuery(self, _params: dict[str, Any]) -> bool:
         return True
+
+    async def api_getFile(self, params: dict[str, Any]) -> dict[str, Any] | web.Response:
+        file_id = str(params["file_id"])
+        if file_id not in self.files:
+            return _error(400, "Bad Request: invalid file_id")
+        return {"file_id": file_id, "file_unique_id": file_id,
+                "file_size": len(self.files[file_id][0]), "file_path": f"files/{file_id}"}
 
     async def api_sendMessage(self, params: dict[str, Any]) -> dict[str, Any]:
         if self.send_latency:
