@@ -16,7 +16,16 @@ from storage.models import (
     IncidentStatus,
     Person,
 )
-from tests.auxil.console import browser, csrf_of, file_case, sign_in, web_link
+from tests.auxil.console import (
+    ADMIN_CHAT,
+    browser,
+    csrf_of,
+    file_case,
+    link_admin,
+    person_id,
+    sign_in,
+    web_link,
+)
 from tests.auxil.helpers import count
 from tests.auxil.people import (
     BACKUP_HX,
@@ -210,31 +219,6 @@ async def test_deactivating_an_officer_reroutes_their_open_case(app, people, fak
         assert incident.status == IncidentStatus.NEW
 
 
-ADMIN_CHAT = 931
-
-
-async def link_admin(sessions, clock) -> None:
-    """Give the province admin a Telegram chat."""
-    from bot.services.directory import normalise_phone
-    from storage.models import Account, Person
-    from tests.auxil.people import ADMIN_PHONE
-
-    async with sessions() as session, session.begin():
-        admin = (await session.execute(select(Person).where(
-            Person.phone == normalise_phone(ADMIN_PHONE)))).scalar_one()
-        session.add(Account(channel="telegram", external_id=str(ADMIN_CHAT),
-                            person_id=admin.id, created_at=clock.now(), code_failures=0))
-
-
-async def person_id(sessions, chat_id: int) -> int:
-    """The person behind a chat."""
-    from storage.models import Account
-
-    async with sessions() as session:
-        return (await session.execute(select(Account.person_id).where(
-            Account.external_id == str(chat_id)))).scalar_one()
-
-
 def _workbook(tmp_path, officers: list[list[str]], areas: list[list[str]] | None = None):
     """A directory workbook made from the console's template names (Vietnamese)."""
     from openpyxl import Workbook
@@ -354,3 +338,52 @@ async def _codes(sessions) -> list[str]:
 
     async with sessions() as session:
         return list((await session.execute(select(Invitation.code))).scalars())
+
+
+async def test_a_telegram_photo_is_kept_and_shown_only_to_who_may_see_the_case(
+        app, people, fake_telegram, sessions, clock):
+    from storage.models import IncidentAttachment
+
+    jpeg = b"\xff\xd8\xff\xe0" + b"photo of the gate" * 10
+    fake_telegram.files["AgACgate"] = (jpeg, "image/jpeg")
+    case_id, _ = await file_case(sessions, clock.now(), LIAISON_HX, "THCS-HX")
+    async with sessions() as session, session.begin():
+        session.add(IncidentAttachment(incident_id=case_id, channel="telegram", kind="photo",
+                                       ref="AgACgate", mime_type="image/jpeg", size=len(jpeg),
+                                       source="reporter", created_at=clock.now()))
+    async with browser() as client:
+        base = await sign_in(client, fake_telegram, OFFICER_HX)
+        async with client.get(f"{base}/cases/{case_id}") as page:
+            assert "đang tải bản sao về máy chủ" in await page.text()
+        assert await app.media_tick() == 1  # getFile, then the download
+        async with client.get(f"{base}/cases/{case_id}") as page:
+            html = await page.text()
+        url = re.search(r'<img class="thumb" src="(/console/cases/\d+/files/\d+)"', html)[1]
+        async with client.get(base.removesuffix("/console") + url) as photo:
+            assert photo.status == 200 and await photo.read() == jpeg
+            assert photo.content_type == "image/jpeg"
+            assert "sandbox" in photo.headers["Content-Security-Policy"]
+    async with browser() as other:  # an officer of another district: not theirs
+        base = await sign_in(other, fake_telegram, OFFICER_BT)
+        async with other.get(base.removesuffix("/console") + url) as photo:
+            assert photo.status == 403
+    async with sessions() as session:
+        opened = (await session.execute(select(CaseAccess.action).where(
+            CaseAccess.incident_id == case_id, CaseAccess.action == "opened_file"))).all()
+    assert len(opened) == 1
+
+
+def test_directory_uploads_nobody_applied_are_deleted_after_a_day(tmp_path):
+    import os
+    import time
+
+    from storage.media import UPLOADS, forget_old_uploads
+
+    old, fresh = tmp_path / UPLOADS / "old-token", tmp_path / UPLOADS / "fresh-token"
+    for folder in (old, fresh):
+        (folder / "0").mkdir(parents=True)
+        (folder / "0" / "danh-ba.xlsx").write_bytes(b"PK")
+    day_ago = time.time() - 24 * 3600 - 60
+    os.utime(old, (day_ago, day_ago))
+    assert forget_old_uploads(tmp_path) == 1
+    assert not old.exists() and fresh.exists()

@@ -120,6 +120,30 @@ async def test_the_console_in_a_browser(app, directory, sessions, clock, fake_te
 
     decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(picture)))
     assert [d.text for d in decoded] == [f"https://t.me/safeschool_test_bot?start={code}"]
+    await page.emulate_media(media="screen")
+
+    # A campaign: the reach counts itself as the audience changes (htmx), then a draft.
+    await page.set_viewport_size(PHONE)
+    await page.get_by_role("link", name="Tuyên truyền").click()
+    await page.get_by_role("link", name="Tạo chiến dịch").click()
+    reach = page.locator("#reach")
+    await page.get_by_text("Hiện sẽ gửi tới 1 người trong số 1 người").wait_for()
+    await page.get_by_label(VI("role.liaison")).check()  # Cô Mai has no messenger yet
+    await page.get_by_text("Hiện sẽ gửi tới 3 người trong số 4 người").wait_for()
+    assert "3 người" in await reach.inner_text()
+    await page.get_by_label("Tên chiến dịch").fill("Tháng hành động vì trẻ em")
+    await page.locator('input[name="content"]').first.check()
+    await page.get_by_role("button", name="Lưu nháp và xem trước").click()
+    await page.get_by_text("Đã lưu bản nháp").wait_for()
+    await page.screenshot(path=SHOTS / "campaign-draft-390.png", full_page=True)
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"], f"the campaign page scrolls sideways ({width} px)"
+
+    # Escalation: the policy in force for the commune, where it comes from.
+    await page.get_by_role("link", name="Leo thang").click()
+    await page.get_by_role("link", name="Xã Hồi Xuân").click()
+    await page.get_by_text("chính sách mặc định của hệ thống").wait_for()
+    await page.screenshot(path=SHOTS / "escalation-390.png", full_page=True)
     await ctx.close()
 
     # An officer of another district: a forged case URL is refused.

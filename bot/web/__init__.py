@@ -11,7 +11,16 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from bot.web import audit, cases, dashboard, directory, invitations, signin
+from bot.web import (
+    audit,
+    campaigns,
+    cases,
+    dashboard,
+    directory,
+    escalation,
+    invitations,
+    signin,
+)
 from bot.web.base import DEPS, Deps, console_middleware
 
 HERE = Path(__file__).parent
@@ -27,6 +36,7 @@ def console_app(deps: Deps) -> web.Application:
                          lstrip_blocks=True)
     app[aiohttp_jinja2.static_root_key] = "/console/static"
     app.router.add_static("/static", HERE / "static")
-    for module in (signin, dashboard, cases, directory, invitations, audit):
+    for module in (signin, dashboard, cases, campaigns, escalation, directory, invitations,
+                   audit):
         app.add_routes(module.routes)
     return app

@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
-from bot.services import periods, report_files, stat_reports
-from bot.services.cases import AGE_BANDS, CaseService, NoSuchArea, Refused
+from bot.services import campaigns, periods, report_files, stat_reports
+from bot.services.cases import AGE_BANDS, CaseService, NoSuchArea, Refused, officer_scope
 from bot.services.statistics import Report, share
 from bot.web.base import HEADERS, Page, page_of
-from storage.models import Area, Outbox, OutboxStatus
+from storage.models import Account, Area, Outbox, OutboxStatus, Role, RoleAssignment, School
 
 routes = web.RouteTableDef()
 
@@ -54,6 +54,26 @@ async def statistics(page: Page, period: periods.Period) -> tuple[Report | None,
             raise Refused("statistics") from None
 
 
+async def dead_messages(page: Page) -> int:
+    """Messages given up on: all of them for an admin of a root area (they are the ones told
+    of each), else those to people of the admin's areas. A cancelled campaign's unsent
+    messages are not failures."""
+    stmt = select(func.count()).select_from(Outbox).where(
+        Outbox.status == OutboxStatus.DEAD,
+        or_(Outbox.last_error.is_(None), Outbox.last_error != campaigns.CANCELLED))
+    admin_of = [r.area_id for r in page.person.roles if r.role == Role.ADMIN and r.area_id]
+    top = (await page.db.execute(select(func.count()).select_from(Area).where(
+        Area.id.in_(admin_of), Area.parent_id.is_(None)))).scalar_one()
+    if not top:
+        scope = await officer_scope(page.db, page.person, (Role.ADMIN,))
+        people = select(RoleAssignment.person_id).where(or_(
+            RoleAssignment.area_id.in_(scope),
+            RoleAssignment.school_id.in_(select(School.id).where(School.area_id.in_(scope)))))
+        stmt = stmt.join(Account, Account.id == Outbox.account_id).where(
+            or_(Account.person_id.in_(people), Outbox.area_id.in_(scope)))
+    return (await page.db.execute(stmt)).scalar_one()
+
+
 @routes.get("/")
 async def dashboard(request: web.Request) -> web.Response:
     """The dashboard."""
@@ -63,8 +83,7 @@ async def dashboard(request: web.Request) -> web.Response:
     overview = await page.cases.open_overview(page.actor)
     dead = paused = None
     if page.is_admin:
-        dead = (await page.db.execute(select(func.count()).select_from(Outbox).where(
-            Outbox.status == OutboxStatus.DEAD))).scalar_one()
+        dead = await dead_messages(page)
         paused = page.deps.paused(page.now)
     return page.render("dashboard.html", nav="dashboard", report=report, period=period,
                        problem=problem,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiohttp
@@ -12,9 +13,9 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from bot.services.cases import Actor, CaseService, Draft
 from bot.services.directory import normalise_phone
-from storage.models import Person, Role, School
+from storage.models import Account, Person, Role, School
 from tests.auxil.fake_telegram import FakeTelegram
-from tests.auxil.people import PHONES, Chat
+from tests.auxil.people import ADMIN_PHONE, PHONES, Chat
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 
@@ -66,3 +67,22 @@ async def file_case(sessions: async_sessionmaker, when: datetime, chat_id: int, 
         incident = await service.create(Actor(person, "telegram"), found, Role.LIAISON, Draft(
             category="physical", description=description), urgent=urgent)
         return incident.id, incident.ref
+
+
+ADMIN_CHAT = 931  # the province admin's Telegram chat, once link_admin gave it one
+
+
+async def link_admin(sessions: async_sessionmaker, clock: Any) -> None:
+    """Give the province admin (tests.auxil.people.add_province_admin) a Telegram chat."""
+    async with sessions() as session, session.begin():
+        admin = (await session.execute(select(Person).where(
+            Person.phone == normalise_phone(ADMIN_PHONE)))).scalar_one()
+        session.add(Account(channel="telegram", external_id=str(ADMIN_CHAT),
+                            person_id=admin.id, created_at=clock.now(), code_failures=0))
+
+
+async def person_id(sessions: async_sessionmaker, chat_id: int) -> int:
+    """The person behind a chat."""
+    async with sessions() as session:
+        return (await session.execute(select(Account.person_id).where(
+            Account.external_id == str(chat_id)))).scalar_one()
