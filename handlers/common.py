@@ -10,6 +10,7 @@ from bot.core.choices import ChoiceData, choice_data
 from bot.core.context import Context, Router
 from bot.core.messages import Choice
 from bot.core.settings import LANGUAGES
+from bot.services.codes import looks_like_code
 from handlers import cases, registration, report, stats, web
 from handlers.consent import resume_if_stopped
 from handlers.menus import MenuChoice, describe_role, main_menu
@@ -118,7 +119,7 @@ async def plain_text(ctx: Context) -> None:
     """Outside any flow: strangers may be typing a code; members get the menu."""
     text = (ctx.inbound.text or "").strip()
     if not ctx.roles:
-        if registration.looks_like_code(text):
+        if looks_like_code(text):
             await registration.redeem(ctx, text)
         elif ctx.inbound.unsupported or not text:
             ctx.reply("error.unsupported")
@@ -127,7 +128,7 @@ async def plain_text(ctx: Context) -> None:
         return
     # A member may join another school with a code, but "xem sau" is words, not a code:
     # from members, only what is typed the way codes are printed counts as one.
-    if registration.looks_like_code(text) and " " not in text and (
+    if looks_like_code(text) and " " not in text and (
             text.isupper() or any(ch.isdigit() for ch in text)):
         await registration.redeem(ctx, text)
         return

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import unicodedata
 from datetime import timedelta
 
@@ -26,13 +25,7 @@ from storage.models import (
 
 _LOGGER = logging.getLogger(__name__)
 FLOW = "register"
-_CODE_SHAPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 \-_.]{4,30}$")
 NAME_MAX = 100
-
-
-def looks_like_code(text: str) -> bool:
-    """Tell whether text could be a code someone typed (letters/digits, maybe grouped)."""
-    return bool(_CODE_SHAPE.match(text.strip())) and 6 <= len(normalise_code(text)) <= 20
 
 
 async def redeem(ctx: Context, text: str) -> None:

@@ -89,7 +89,7 @@ async def test_repeated_wrong_codes_lock_the_account_for_a_while(
         app: App, fake_telegram: FakeTelegram, sessions, clock: FakeClock) -> None:
     good = await invite(sessions, clock, "officer", area_code="HX", person_phone="0912000111")
     for n in range(5):
-        fake_telegram.user_message(606, f"WRONG{n}CODE")
+        fake_telegram.user_message(606, f"ZZZZZ-ZZZZ{n + 2}")  # shaped like a code: it counts
     texts = await fake_telegram.wait_texts(606, 5)
     assert "quá nhiều lần" in texts[4]
     fake_telegram.user_message(606, good)  # even a right code waits out the lock
@@ -100,6 +100,22 @@ async def test_repeated_wrong_codes_lock_the_account_for_a_while(
     fake_telegram.user_message(606, good)
     texts = await fake_telegram.wait_texts(606, 7)
     assert "Đăng ký thành công" in texts[6]
+
+
+async def test_greetings_from_a_stranger_are_welcomed_not_counted_as_wrong_codes(
+        app: App, fake_telegram: FakeTelegram, sessions, clock: FakeClock) -> None:
+    good = await invite(sessions, clock, "officer", area_code="HX", person_phone="0912000111")
+    greetings = ["hello there", "xin chào bạn", "Chào anh", "alo alo", "cho hỏi",
+                 "hello there", "1234567890"]
+    for n, text in enumerate(greetings, start=1):
+        fake_telegram.user_message(608, text)
+        texts = await fake_telegram.wait_texts(608, n)
+        assert "không đúng" not in texts[-1] and "quá nhiều lần" not in texts[-1], text
+        assert "mã mời" in texts[-1].lower(), texts[-1]  # the welcome says how to join
+    assert (await account(sessions, 608)).code_failures == 0
+    fake_telegram.user_message(608, good.lower())  # seven greetings later, a code still works
+    texts = await fake_telegram.wait_texts(608, len(greetings) + 1)
+    assert "Đăng ký thành công" in texts[-1]
 
 
 async def test_language_switch_by_button_and_by_typed_number(

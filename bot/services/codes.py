@@ -26,6 +26,19 @@ def normalise_code(text: str) -> str:
     return re.sub(r"[\s\-_.]", "", text).upper()
 
 
+CODE_LENGTHS = (PARENT_CODE_LENGTH, CODE_LENGTH)  # parents' and link codes; personal ones
+_TYPED = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 \-_.]*$")
+
+
+def looks_like_code(text: str) -> bool:
+    """Whether text could be one of our codes, typed loosely (case, spaces, dashes): the code
+    alphabet (no I, L, O, 0, 1) and a code's length. "hello there" or "xin chào" is not, so a
+    greeting is never counted as a wrong code."""
+    code = normalise_code(text)
+    return bool(_TYPED.match(text.strip())) and len(code) in CODE_LENGTHS \
+        and all(ch in ALPHABET for ch in code)
+
+
 async def unused_code(session: AsyncSession, length: int = CODE_LENGTH) -> str:
     """Return a fresh code unused by any invitation or school."""
     while True:
