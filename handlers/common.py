@@ -103,7 +103,9 @@ async def menu_choice(ctx: Context) -> None:
 
 async def cancel(ctx: Context) -> None:
     """Leave whatever flow the person is in."""
-    if ctx.conversation.flow:
+    if ctx.conversation.flow == report.FLOW:
+        await report.cancel(ctx)
+    elif ctx.conversation.flow:
         ctx.clear()
         ctx.reply("cancel.done", choices=main_menu(ctx) if ctx.roles else None)
     else:

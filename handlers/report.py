@@ -14,6 +14,7 @@ from bot.core.choices import ChoiceData, choice_data
 from bot.core.context import Context, Router, parse_number
 from bot.core.messages import Choice
 from bot.services.cases import ATTACHMENT_MAX_BYTES, ATTACHMENTS_MAX, Draft, attachment_problem
+from handlers.menus import main_menu
 from handlers.services import actor, case_service
 from storage.models import (
     CATEGORIES,
@@ -246,7 +247,7 @@ async def flow(ctx: Context) -> None:
             and parse_number(inbound.text or "") is not None:
         chosen = None  # "1" at "how many children?" is one child, not the first option
     if chosen == ReportChoice("cancel"):
-        await _cancel(ctx)
+        await cancel(ctx)
         return
     if step == "resume":
         if chosen == ReportChoice("resume"):
@@ -254,7 +255,7 @@ async def flow(ctx: Context) -> None:
             await _prepare(ctx, "summary")
             _ask(ctx, data.get("resume_step") or "danger")
         elif chosen == ReportChoice("discard"):
-            await _cancel(ctx)
+            await cancel(ctx)
         else:
             _offer_resume(ctx)
         return
@@ -435,13 +436,17 @@ async def _attachments(ctx: Context, step: str) -> None:
     _ask(ctx, step)
 
 
-async def _cancel(ctx: Context) -> None:
+async def cancel(ctx: Context) -> None:
+    """Stop the report (its Cancel button, or /cancel). Once an urgent report has gone out,
+    stopping only stops the details: say that the case still stands with the police, or a
+    teacher reads «Đã hủy» as "the alert was withdrawn"."""
     urgent_ref = ctx.conversation.data.get("incident_ref")
     ctx.clear()
+    choices = main_menu(ctx) if ctx.roles else None
     if urgent_ref:
-        ctx.reply("report.cancelled_urgent", ref=urgent_ref)
+        ctx.reply("report.cancelled_urgent", ref=urgent_ref, choices=choices)
     else:
-        ctx.reply("report.cancelled")
+        ctx.reply("report.cancelled", choices=choices)
 
 
 def _draft(ctx: Context) -> Draft:

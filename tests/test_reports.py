@@ -110,6 +110,24 @@ async def test_urgent_report_alerts_officers_before_any_detail_is_given(
 
 
 @pytest.mark.usefixtures("people")
+async def test_cancel_after_an_urgent_report_says_the_case_still_stands(
+        app: App, fake_telegram: FakeTelegram, sessions) -> None:
+    teacher = Chat(fake_telegram, LIAISON_HX)
+    await teacher.say("/report")
+    await teacher.tap("report:danger:yes", replies=3)
+    [incident] = await _incidents(sessions)
+    [stopped] = await teacher.say("/cancel")
+    assert incident.ref in stopped and "vẫn được công an xử lý" in stopped
+    assert stopped.strip() != "Đã hủy."
+    [incident] = await _incidents(sessions)
+    assert incident.status == "new"  # the alert was not withdrawn
+    await teacher.say("/report")  # a report not yet sent is simply dropped
+    await teacher.tap("report:danger:no")
+    [dropped] = await teacher.say("/cancel")
+    assert "chưa được gửi" in dropped
+
+
+@pytest.mark.usefixtures("people")
 async def test_area_without_officer_routes_up_the_tree(
         app: App, fake_telegram: FakeTelegram, sessions) -> None:
     await file_report(Chat(fake_telegram, LIAISON_PL), category="drugs_gangs")
