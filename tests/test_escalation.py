@@ -87,6 +87,8 @@ async def test_normal_case_escalates_to_backup_then_chief_until_acknowledged(
     assert (await app.tick())["escalated"] == 1
     [to_backup] = await escalations(sessions, BACKUP_HX)
     assert incident.ref in to_backup
+    reported = incident.created_at.astimezone(app.settings.tz).strftime("%H:%M %d/%m/%Y")
+    assert to_backup.count(reported) == 1  # the time it was reported, said once
     assert await escalations(sessions, CHIEF_QH) == []
     # The backup acknowledges: the chief is never bothered.
     backup = Chat(fake_telegram, BACKUP_HX)

@@ -92,6 +92,8 @@ async def test_urgent_report_alerts_officers_before_any_detail_is_given(
     for chat_id in (OFFICER_HX, BACKUP_HX):
         [alert] = await Chat(fake_telegram, chat_id).wait(1)
         assert "KHẨN CẤP" in alert and incident.ref in alert
+        assert "trẻ đang gặp nguy hiểm" in alert and "Trường THCS Hồi Xuân" in alert
+        assert "Loại:" not in alert and "Tóm tắt: —" not in alert  # nothing known yet
     assert incident.urgent and incident.status == "new"
 
     await teacher.tap("report:cat:physical")

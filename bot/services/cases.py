@@ -247,7 +247,12 @@ def local(t: Translator, when: datetime, tz: object) -> str:
 def alert_text(t: Translator, incident: Incident, tz: object, head_key: str | None = None) -> str:
     """Compose the alert an officer receives."""
     head_key = head_key or ("alert.urgent" if incident.urgent else "alert.new")
-    head = t(head_key, ref=incident.ref, time=local(t, incident.created_at, tz))
+    head = t(head_key, ref=incident.ref)
+    if incident.urgent and not incident.description:
+        # Sent the moment the teacher says a child is in danger: no kind, no words yet.
+        # «Loại: Khác, Tóm tắt: —» would read as a report about nothing.
+        return t("alert.body_pending", head=head, school=incident.school.name,
+                 area=incident.area.name, time=local(t, incident.created_at, tz))
     return t("alert.body", head=head, category=t(f"category.{incident.category}"),
              school=incident.school.name, area=incident.area.name,
              time=local(t, incident.created_at, tz), excerpt=excerpt(incident.description))
