@@ -368,6 +368,7 @@ async def test_lists_reassign_and_reopen(
     backup = Chat(fake_telegram, BACKUP_HX)
     [alert] = await backup.wait(1)
     assert incident.ref in alert
+    assert "được đồng chí Lê Văn An chuyển cho đồng chí xử lý" in alert  # handed over, by whom
     await backup.tap(f"case:ack:{incident.id}")
     await backup.tap(f"case:close:{incident.id}")
     await backup.tap(f"case:close:{incident.id}:unfounded")

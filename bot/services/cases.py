@@ -244,10 +244,11 @@ def local(t: Translator, when: datetime, tz: object) -> str:
     return when.astimezone(tz).strftime("%H:%M %d/%m/%Y")  # type: ignore[arg-type]
 
 
-def alert_text(t: Translator, incident: Incident, tz: object, head_key: str | None = None) -> str:
+def alert_text(t: Translator, incident: Incident, tz: object, head_key: str | None = None,
+               head_values: dict[str, object] | None = None) -> str:
     """Compose the alert an officer receives."""
     head_key = head_key or ("alert.urgent" if incident.urgent else "alert.new")
-    head = t(head_key, ref=incident.ref)
+    head = t(head_key, ref=incident.ref, **(head_values or {}))
     if incident.urgent and not incident.description:
         # Sent the moment the teacher says a child is in danger: no kind, no words yet.
         # «Loại: Khác, Tóm tắt: —» would read as a report about nothing.
@@ -260,12 +261,13 @@ def alert_text(t: Translator, incident: Incident, tz: object, head_key: str | No
 
 async def alert(session: AsyncSession, incident: Incident, recipients: list[Recipient], *,
                 now: datetime, tz: object, default_language: str, round_: str = "0",
-                head: str | None = None) -> int:
+                head: str | None = None, head_values: dict[str, object] | None = None) -> int:
     """Queue an alert to every recipient at the highest priority; return how many."""
     sent = 0
     for r in recipients:
         def compose(t: Translator) -> Outbound:
-            return Outbound(alert_text(t, incident, tz, head), officer_actions(t, incident))
+            return Outbound(alert_text(t, incident, tz, head, head_values),
+                            officer_actions(t, incident))
 
         if await notify(session, r.person_id, compose, key=f"alert:{incident.id}:{r.person_id}:"
                         f"{round_}", now=now, default_language=default_language,
@@ -801,7 +803,10 @@ class CaseService:
         await alert(self.session, incident,
                     [Recipient(target.person_id, incident.area_id, target.duty)],
                     now=self.now, tz=self.tz, default_language=self.default_language,
-                    round_=f"r{events}")
+                    round_=f"r{events}",
+                    head="alert.reassigned_urgent" if incident.urgent else "alert.reassigned",
+                    head_values={"by": actor.person.name if actor.person and actor.person.name
+                                 else "—"})
         return incident
 
     async def release(self, actor: Actor, person_id: int) -> list[Incident]:
