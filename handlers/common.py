@@ -123,9 +123,7 @@ async def plain_text(ctx: Context) -> None:
     if not ctx.roles:
         if looks_like_code(text):
             await registration.redeem(ctx, text)
-        elif ctx.inbound.unsupported or not text:
-            ctx.reply("error.unsupported")
-        else:
+        else:  # a greeting, a photo, a sticker: how to join is what a stranger needs
             ctx.reply("welcome.stranger")
         return
     # A member may join another school with a code, but "xem sau" is words, not a code:

@@ -235,7 +235,7 @@ async def flow(ctx: Context) -> None:
     inbound = ctx.inbound
     step = ctx.conversation.step or "danger"
     ctx.update(touched=ctx.clock.now().isoformat())
-    if inbound.unsupported == "edited":
+    if inbound.edited:  # which earlier answer it changes is anyone's guess: ask again
         ctx.reply("error.edited")
         _ask(ctx, step)
         return

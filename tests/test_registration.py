@@ -170,3 +170,18 @@ async def test_restart_in_the_middle_of_registration_continues_the_flow(
         await second.stop()
     acc = await account(sessions, 610)
     assert acc.person.name == "Hoàng Văn Em"
+
+
+async def test_an_edited_start_is_a_start_and_a_strangers_photo_gets_the_welcome(
+        app: App, fake_telegram: FakeTelegram, sessions) -> None:
+    code = await parent_code(sessions, "TH-PL")
+    photo = [{"file_id": "AgACx", "file_unique_id": "x", "width": 1, "height": 1}]
+    fake_telegram.user_message(609, None, photo=photo)
+    [welcome] = await fake_telegram.wait_texts(609, 1)
+    assert "mã mời" in welcome.lower() and "chưa đọc được" not in welcome
+    fake_telegram.edit(609, "xin chào")  # an edited greeting: still a greeting
+    texts = await fake_telegram.wait_texts(609, 2)
+    assert "mã mời" in texts[1].lower() and "tin nhắn đã sửa" not in texts[1]
+    fake_telegram.edit(609, f"/start {code}")
+    texts = await fake_telegram.wait_texts(609, 3)
+    assert "phụ huynh" in texts[2] and "Trường Tiểu học Phú Lệ" in texts[2]

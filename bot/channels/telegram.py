@@ -103,9 +103,9 @@ def to_inbound(update: Update) -> Inbound | None:
         return Inbound(**common, member="kicked" if status == "kicked" else "member")
     if update.callback_query is not None:
         return Inbound(**common, choice=update.callback_query.data)
-    if update.edited_message is not None:
-        return Inbound(**common, unsupported="edited")
-    message = update.message
+    # An edited message is read as what it says (an edited /start is a /start); a flow that
+    # cannot use an edit says so.
+    message = update.message or update.edited_message
     if message is None:
         return None
     text = message.text or message.caption
@@ -125,7 +125,8 @@ def to_inbound(update: Update) -> Inbound | None:
     if not text and command is None and not attachments and location is None:
         unsupported = "sticker" if message.sticker else "other"
     return Inbound(**common, text=text, command=command, args=args, attachments=attachments,
-                   location=location, unsupported=unsupported)
+                   location=location, unsupported=unsupported,
+                   edited=update.edited_message is not None)
 
 
 def _read_kept(path: str) -> bytes | None:

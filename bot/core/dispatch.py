@@ -237,6 +237,13 @@ class Dispatcher:
                 ctx.conversation.choices = offered
                 ctx.keep_choices = True
             return
+        flow = ctx.conversation.flow
+        if inbound.edited and flow and flow in router.flows:
+            # Inside a flow an edit is an answer to some earlier question: the flow decides
+            # (the report says edits are not read and asks again). Outside one, an edited
+            # message is read as what it says: an edited /start is a /start.
+            await router.flows[flow](ctx)
+            return
         if inbound.command is not None:
             handler = router.commands.get(inbound.command) or router.commands.get("__unknown__")
             if handler is not None:

@@ -33,6 +33,7 @@ class Inbound:
     location: tuple[float, float] | None = None
     unsupported: str | None = None
     member: str | None = None  # "kicked" when the person blocked the bot, "member" when back
+    edited: bool = False  # a message the person changed after sending it
 
 
 def inbound_to_payload(inbound: Inbound) -> dict[str, Any]:

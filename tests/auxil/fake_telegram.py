@@ -120,11 +120,16 @@ class FakeTelegram(LoopbackServer):
         return self.queue_update({"message": message})
 
     def edit(self, user_id: int, text: str) -> dict[str, Any]:
-        """Queue an edited_message update (someone changed a message they sent earlier)."""
-        return self.queue_update({"edited_message": {
+        """Queue an edited_message update (someone changed a message they sent earlier); a
+        leading /word gets a bot_command entity, as Telegram gives it."""
+        message: dict[str, Any] = {
             "message_id": 1, "date": int(time.time()), "edit_date": int(time.time()),
             "chat": {"id": user_id, "type": "private"}, "from": _user(user_id, "Test", None),
-            "text": text}})
+            "text": text}
+        if text.startswith("/"):
+            message["entities"] = [{"type": "bot_command", "offset": 0,
+                                    "length": len(text.split()[0])}]
+        return self.queue_update({"edited_message": message})
 
     def press(self, user_id: int, data: str, first_name: str = "Test") -> dict[str, Any]:
         """Queue a press on an inline button carrying callback data."""
