@@ -130,6 +130,34 @@ async def test_cancel_after_an_urgent_report_says_the_case_still_stands(
 
 
 @pytest.mark.usefixtures("people")
+async def test_an_old_button_is_refused_without_breaking_the_question_on_screen(
+        app: App, fake_telegram: FakeTelegram, sessions) -> None:
+    teacher = Chat(fake_telegram, LIAISON_HX)
+    await teacher.say("/report")
+    [category] = await teacher.tap("report:danger:no")
+    assert "loại vụ việc" in category
+    [stale] = await teacher.tap("report:danger:yes")  # the first question's old button
+    assert "không còn hiệu lực" in stale
+    assert await _incidents(sessions) == []  # an old "yes, in danger" files nothing
+    [asked] = await teacher.tap("report:cat:physical")  # the buttons on screen still work
+    assert "mô tả" in asked
+    await teacher.tap("report:cat:sexual")  # old again: refused, the description still due
+    [typed] = await teacher.say("Hai em đánh nhau ở sân trường.")
+    assert "khi nào" in typed
+
+
+@pytest.mark.usefixtures("people")
+async def test_a_typed_number_still_answers_after_an_old_button(
+        app: App, fake_telegram: FakeTelegram) -> None:
+    teacher = Chat(fake_telegram, LIAISON_HX)
+    await teacher.say("/report")
+    await teacher.tap("report:danger:no")
+    await teacher.tap("report:danger:yes")
+    [asked] = await teacher.say("2")
+    assert "mô tả" in asked
+
+
+@pytest.mark.usefixtures("people")
 async def test_area_without_officer_routes_up_the_tree(
         app: App, fake_telegram: FakeTelegram, sessions) -> None:
     await file_report(Chat(fake_telegram, LIAISON_PL), category="drugs_gangs")

@@ -269,7 +269,11 @@ class Dispatcher:
                 await handler(ctx)
                 return
             if inbound.choice is not None:  # a button from an old message
+                # Refuse it without touching the question now on screen: its buttons (and a
+                # typed number) must still work.
                 ctx.reply("error.stale_choice")
+                ctx.conversation.choices = offered
+                ctx.keep_choices = True
                 return
             ctx.choice = None
         flow = ctx.conversation.flow
