@@ -133,9 +133,15 @@ async def test_cancel_after_an_urgent_report_says_the_case_still_stands(
 async def test_an_old_button_is_refused_without_breaking_the_question_on_screen(
         app: App, fake_telegram: FakeTelegram, sessions) -> None:
     teacher = Chat(fake_telegram, LIAISON_HX)
-    await teacher.say("/report")
+    [danger] = await teacher.say("/report")
+    question = next(p["_message_id"] for p in fake_telegram.sent(LIAISON_HX)
+                    if p.get("text") == danger)
     [category] = await teacher.tap("report:danger:no")
     assert "loại vụ việc" in category
+    # The answered question's buttons are taken off it (Telegram keeps the message).
+    await fake_telegram.wait_for(lambda: any(
+        c.method == "editMessageReplyMarkup" and int(c.params["message_id"]) == question
+        for c in fake_telegram.calls), 10.0)
     [stale] = await teacher.tap("report:danger:yes")  # the first question's old button
     assert "không còn hiệu lực" in stale
     assert await _incidents(sessions) == []  # an old "yes, in danger" files nothing

@@ -399,11 +399,24 @@ class TelegramChannel(Paced):
                 self._spawn(self._answer(update))
 
     async def _answer(self, update: Update) -> None:
-        """Stop the button's spinner (best effort)."""
+        """Stop the button's spinner, then take the buttons off the message they were on:
+        a question answered keeps no buttons to tap again later (best effort; the answer is
+        already stored, and an old button is refused anyway)."""
+        query = update.callback_query
+        assert query is not None
         try:
-            await self.bot.answer_callback_query(update.callback_query.id)  # type: ignore[union-attr]
+            await self.bot.answer_callback_query(query.id)
         except TelegramError as exc:
             _LOGGER.debug("Could not answer a callback query (%s)", type(exc).__name__)
+        message = query.message
+        if message is None:
+            return
+        try:
+            await self.bot.edit_message_reply_markup(chat_id=message.chat.id,
+                                                     message_id=message.message_id,
+                                                     reply_markup=None)
+        except TelegramError as exc:  # too old to edit (48 h), or already without buttons
+            _LOGGER.debug("Could not remove a keyboard (%s)", type(exc).__name__)
 
     def routes(self) -> list[web.RouteDef]:
         """Return the HTTP routes this channel serves."""

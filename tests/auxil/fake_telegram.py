@@ -133,10 +133,12 @@ class FakeTelegram(LoopbackServer):
 
     def press(self, user_id: int, data: str, first_name: str = "Test") -> dict[str, Any]:
         """Queue a press on an inline button carrying callback data."""
+        carrier = next((p.get("_message_id", 1) for p in reversed(self.sent(user_id))
+                        if any(d == data for _, d in self.buttons(p))), 1)
         return self.queue_update({"callback_query": {
             "id": f"cq{self._next_update_id}", "from": _user(user_id, first_name, None),
             "chat_instance": str(user_id), "data": data,
-            "message": {"message_id": 1, "date": int(time.time()),
+            "message": {"message_id": carrier, "date": int(time.time()),
                         "chat": {"id": user_id, "type": "private"}, "text": "…"},
         }})
 
@@ -221,6 +223,7 @@ class FakeTelegram(LoopbackServer):
                 return result
             if method.startswith("send"):
                 params["_ok"] = True
+                params["_message_id"] = result["message_id"]
                 self.sent_total += 1
                 chat = int(params["chat_id"])
                 self.sent_per_chat[chat] = self.sent_per_chat.get(chat, 0) + 1
@@ -254,6 +257,9 @@ class FakeTelegram(LoopbackServer):
         return True
 
     async def api_answerCallbackQuery(self, _params: dict[str, Any]) -> bool:
+        return True
+
+    async def api_editMessageReplyMarkup(self, _params: dict[str, Any]) -> bool:
         return True
 
     async def api_getFile(self, params: dict[str, Any]) -> dict[str, Any] | web.Response:
