@@ -5,7 +5,6 @@ the case service, which checks who may do it and records it."""
 from __future__ import annotations
 
 from bot.core.context import Context, Router, parse_number
-from bot.core.i18n import Translator
 from bot.core.messages import Media, Outbound
 from bot.services import cases
 from bot.services.cases import TEXT_MAX, CaseChoice, CaseView, NoSuchCase, Refused
@@ -74,7 +73,8 @@ def _details(ctx: Context, view: CaseView) -> str:
         t("case.details.category", value=t(f"category.{incident.category}")),
         t("case.details.school", value=f"{incident.school.name} — {incident.area.name}"),
         t("case.details.reported", value=cases.local(t, incident.created_at, tz)),
-        t("case.details.when", value=_occurred(t, incident.occurred)),
+        t("case.details.when", value=cases.occurred_text(
+            t, incident.occurred, incident.created_at, ctx.clock.now(), tz)),
         t("case.details.where", value=place),
         t("case.details.children", value=incident.children or "—"),
         t("case.details.reporter", value=reporter),
@@ -88,12 +88,6 @@ def _details(ctx: Context, view: CaseView) -> str:
         lines.append(f"• {cases.local(t, event.at, tz)} {t(f'event.{event.kind}')}"
                      + (f": {event.data['text']}" if event.data.get("text") else ""))
     return "\n".join(lines)
-
-
-def _occurred(t: Translator, occurred: str | None) -> str:
-    if occurred in ("now", "today"):
-        return t(f"report.when.{occurred}")
-    return occurred or "—"
 
 
 async def _ask(ctx: Context, chosen: CaseChoice) -> None:

@@ -13,7 +13,15 @@ from sqlalchemy import select
 from bot.core.choices import ChoiceData, choice_data
 from bot.core.context import Context, Router, parse_number
 from bot.core.messages import Choice
-from bot.services.cases import ATTACHMENT_MAX_BYTES, ATTACHMENTS_MAX, Draft, attachment_problem
+from bot.services.cases import (
+    ATTACHMENT_MAX_BYTES,
+    ATTACHMENTS_MAX,
+    DAY,
+    Draft,
+    attachment_problem,
+    occurred_text,
+    occurred_value,
+)
 from handlers.menus import main_menu
 from handlers.services import actor, case_service
 from storage.models import (
@@ -217,10 +225,9 @@ def _summary(ctx: Context) -> str:
 
 
 def _when_text(ctx: Context) -> str:
-    occurred = ctx.conversation.data.get("occurred")
-    if occurred in ("now", "today"):
-        return ctx.t(f"report.when.{occurred}")
-    return occurred or "—"
+    now = ctx.clock.now()
+    return occurred_text(ctx.t, ctx.conversation.data.get("occurred"), now, now,
+                         ctx.settings.tz)
 
 
 def _place_text(ctx: Context) -> str:
@@ -329,7 +336,7 @@ async def _when(ctx: Context, chosen: ReportChoice | None, text: str) -> bool:
     if when == "earlier":
         _ask(ctx, "when_date")
         return True
-    ctx.update(occurred=when)
+    ctx.update(occurred=occurred_value(when, ctx.clock.now(), ctx.settings.tz))
     await _next(ctx, "when")
     return True
 
@@ -348,7 +355,7 @@ async def _when_date(ctx: Context, chosen: ReportChoice | None, text: str) -> bo
     except ValueError:
         ctx.reply("report.when_date.invalid")
         return True
-    ctx.update(occurred=when.strftime("%d/%m/%Y"))
+    ctx.update(occurred=when.strftime(DAY))
     await _next(ctx, "when")
     return True
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import select
 
@@ -71,7 +73,9 @@ async def test_liaison_report_reaches_the_primary_officer_of_the_school_area(
     assert ("✅ Tiếp nhận", f"case:ack:{incident.id}") in [
         (label.split(". ", 1)[1], data) for label, data in officer.last_buttons()]
     assert incident.status == "new" and incident.category == "bullying"
-    assert incident.children == "2 em, 11 và 13 tuổi" and incident.occurred == "today"
+    assert incident.children == "2 em, 11 và 13 tuổi"
+    assert incident.occurred == incident.created_at.astimezone(app.settings.tz).strftime(
+        "%d/%m/%Y")  # "today" kept as the date it was said: tomorrow it is not today
     assert not incident.urgent and not incident.anonymous
     # Not urgent: the backup and the chief are not disturbed.
     assert Chat(fake_telegram, BACKUP_HX).received() == []
@@ -161,6 +165,31 @@ async def test_a_typed_number_still_answers_after_an_old_button(
     await teacher.tap("report:danger:yes")
     [asked] = await teacher.say("2")
     assert "mô tả" in asked
+
+
+@pytest.mark.usefixtures("people")
+async def test_when_it_happened_reads_right_on_a_later_day(
+        app: App, fake_telegram: FakeTelegram, sessions, clock) -> None:
+    teacher = Chat(fake_telegram, LIAISON_HX)
+    await teacher.say("/report")
+    await teacher.tap("report:danger:no")
+    await teacher.tap("report:cat:physical")
+    await teacher.say("Hai em đánh nhau ở sân trường.")
+    await teacher.tap("report:when:now")
+    await teacher.tap("report:skip")
+    await teacher.tap("report:skip")
+    await teacher.tap("report:anon:no")
+    said = clock.now().astimezone(app.settings.tz)
+    officer = Chat(fake_telegram, OFFICER_HX)
+    await teacher.tap("report:send")
+    [incident] = await _incidents(sessions)
+    await officer.wait(1)
+    [details] = await officer.tap(f"case:view:{incident.id}")
+    assert f"lúc {said:%H:%M} hôm nay, {said:%d/%m/%Y} (đang diễn ra khi báo tin)" in details
+    clock.advance(timedelta(days=2))
+    [details] = await officer.tap(f"case:view:{incident.id}")
+    assert f"lúc {said:%H:%M} {said:%d/%m/%Y} (đang diễn ra khi báo tin)" in details
+    assert "hôm nay" not in details and "Đang xảy ra" not in details
 
 
 @pytest.mark.usefixtures("people")

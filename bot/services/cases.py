@@ -244,6 +244,49 @@ def local(t: Translator, when: datetime, tz: object) -> str:
     return when.astimezone(tz).strftime("%H:%M %d/%m/%Y")  # type: ignore[arg-type]
 
 
+LIVE = "%H:%M %d/%m/%Y"  # how "it is happening now" is kept: the local time it was said
+DAY = "%d/%m/%Y"  # how "today" and a typed date are kept
+
+
+def occurred_value(answer: str, now: datetime, tz: object) -> str:
+    """What to keep for the reporter's "when": a time or a date, never the word "today",
+    which is wrong by tomorrow."""
+    local_now = now.astimezone(tz)  # type: ignore[arg-type]
+    if answer == "now":
+        return local_now.strftime(LIVE)
+    if answer == "today":
+        return local_now.strftime(DAY)
+    return answer
+
+
+def occurred_text(t: Translator, occurred: str | None, reported_at: datetime, now: datetime,
+                  tz: object) -> str:
+    """When it happened, said relative to now (hôm nay, hôm qua, or the date). Cases kept
+    before times were stored say "now"/"today": those mean the time of the report."""
+    if not occurred:
+        return "—"
+    local = reported_at.astimezone(tz)  # type: ignore[arg-type]
+    live = occurred == "now"
+    try:
+        if occurred == "now":
+            when = local
+        elif occurred == "today":
+            when = local.replace(hour=0, minute=0)
+        elif len(occurred) > len("dd/mm/yyyy"):
+            when, live = datetime.strptime(occurred, LIVE), True
+        else:
+            when = datetime.strptime(occurred, DAY)
+    except ValueError:
+        return occurred  # something typed before dates were checked
+    today = now.astimezone(tz).date()  # type: ignore[arg-type]
+    day = when.strftime(DAY)
+    if when.date() == today:
+        day = t("occurred.today", date=day)
+    elif (today - when.date()).days == 1:
+        day = t("occurred.yesterday", date=day)
+    return t("occurred.live", day=day, time=when.strftime("%H:%M")) if live else day
+
+
 def alert_text(t: Translator, incident: Incident, tz: object, head_key: str | None = None,
                head_values: dict[str, object] | None = None) -> str:
     """Compose the alert an officer receives."""

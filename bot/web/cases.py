@@ -16,6 +16,7 @@ from bot.services.cases import (
     TEXT_MAX,
     CaseFilter,
     NoSuchCase,
+    occurred_text,
     officer_scope,
 )
 from bot.web.base import Page, page_of, query_string, see_other
@@ -111,7 +112,10 @@ async def case_page(request: web.Request) -> web.Response:
     candidates = []
     if view.incident.status != IncidentStatus.CLOSED:
         _, candidates = await page.cases.reassign_candidates(page.actor, view.incident.id)
-    return page.render("case.html", nav="cases", view=view, incident=view.incident,
+    incident = view.incident
+    return page.render("case.html", nav="cases", view=view, incident=incident,
+                       occurred=occurred_text(page.t, incident.occurred, incident.created_at,
+                                              page.now, page.deps.settings.tz),
                        outcomes=OUTCOMES,
                        candidates=candidates, text_max=TEXT_MAX,
                        done=request.query.get("done") if request.query.get("done") in DONE
