@@ -14,7 +14,7 @@ from bot.services.codes import looks_like_code
 from handlers import cases, registration, report, stats, web
 from handlers.consent import resume_if_stopped
 from handlers.menus import MenuChoice, describe_role, main_menu
-from storage.models import Account
+from storage.models import Account, Duty, Role
 
 
 @choice_data("lang")
@@ -39,9 +39,32 @@ async def start(ctx: Context) -> None:
         ctx.reply("welcome.stranger")
 
 
+SCHOOL = (Role.LIAISON, Role.PARENT)
+POLICE = (Role.OFFICER, Role.ADMIN)
+# Each command of /help and who is shown it: a parent never reads about /offduty.
+HELP_LINES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("report", SCHOOL), ("mycases", SCHOOL), ("cases", POLICE), ("case", POLICE),
+    ("offduty", (Role.OFFICER,)), ("alerts", (Role.OFFICER,)), ("stats", ("chief", Role.ADMIN)),
+    ("campaign", (Role.ADMIN,)), ("web", POLICE), ("topics", SCHOOL),
+    ("link", (*SCHOOL, *POLICE)), ("me", (*SCHOOL, *POLICE)), ("cancel", (*SCHOOL, *POLICE)),
+)
+
+
+def help_text(ctx: Context) -> str:
+    """/help for this person: what their roles can do, then the hotlines; a stranger reads
+    how to join."""
+    t = ctx.t
+    if not ctx.roles:
+        return "\n\n".join([t("help.stranger"), t("help.hotlines")])
+    held = {r.role for r in ctx.roles} | {"chief" for r in ctx.roles if r.duty == Duty.CHIEF}
+    lines = [t(f"help.cmd.{command}") for command, who in HELP_LINES if held & set(who)]
+    lines += [t("help.cmd.menu"), t("help.cmd.language")]
+    return "\n\n".join([t("help.intro"), "\n".join(lines), t("help.hotlines")])
+
+
 async def help_(ctx: Context) -> None:
-    """Show what the bot does and the hotlines, to anyone."""
-    ctx.reply_text(ctx.t("help.body") + "\n\n" + ctx.t("help.hotlines"))
+    """Show what this person can do here, and the hotlines."""
+    ctx.reply_text(help_text(ctx))
 
 
 async def me(ctx: Context) -> None:

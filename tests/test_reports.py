@@ -520,3 +520,21 @@ async def test_reporter_answer_with_a_voice_note_reaches_the_officer(
     assert sent["voice"] == "AwACvoice9" and "ẩn danh" in sent["caption"]
     [incident] = await _incidents(sessions)
     assert [(a.kind, a.source) for a in incident.attachments] == [("voice", "reporter")]
+
+
+@pytest.mark.usefixtures("people")
+async def test_help_shows_each_person_what_their_role_can_do_and_the_hotlines(
+        app: App, fake_telegram: FakeTelegram) -> None:
+    [parent] = await Chat(fake_telegram, PARENT_HX).say("/help")
+    assert "/report" in parent and "/topics" in parent
+    assert "/offduty" not in parent and "/campaign" not in parent and "/cases" not in parent
+    assert "113" in parent and "111" in parent and len(parent) <= 520
+    assert "until" not in parent  # no English inside the Vietnamese
+    [officer] = await Chat(fake_telegram, OFFICER_HX).say("/help")
+    assert "/cases" in officer and "/offduty đến" in officer and "/web" in officer
+    assert "/report" not in officer and "/campaign" not in officer and "/stats" not in officer
+    assert "113" in officer
+    [chief] = await Chat(fake_telegram, CHIEF_QH).say("/help")
+    assert "/stats" in chief
+    [stranger] = await Chat(fake_telegram, 777).say("/help")
+    assert "mã mời" in stranger and "113" in stranger and "/offduty" not in stranger
