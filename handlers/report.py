@@ -288,7 +288,10 @@ async def _danger(ctx: Context, chosen: ReportChoice | None, text: str) -> bool:
             await _create_urgent(ctx)
             await _next(ctx, "")
         else:
+            # Several schools: the alert goes to all their officers now, and the school is
+            # asked in the same breath; a question must never hold an alert back.
             await _prepare(ctx, "school")
+            await _create_urgent(ctx, unsure=True)
             _ask(ctx, "school")
         return True
     await _next(ctx, "")
@@ -308,11 +311,17 @@ async def _school(ctx: Context, chosen: ReportChoice | None, text: str) -> bool:
     school_id = parse_number(_answer(chosen, "school") or "")
     if school_id is None or school_id not in reporter_schools(ctx):
         return False
-    ctx.update(school_id=school_id)
     data = ctx.conversation.data
-    if data.get("urgent") and not data.get("incident_id"):
-        await _create_urgent(ctx)
-        await _next(ctx, "")
+    changed = school_id != data.get("school_id")
+    ctx.update(school_id=school_id)
+    if data.get("incident_id") and (data.get("unsure") or changed):
+        school = await ctx.session.get(School, school_id)
+        assert school is not None
+        await case_service(ctx).place(actor(ctx), data["incident_id"], school,
+                                      reporter_schools(ctx)[school_id])
+        ctx.update(unsure=False)
+        ctx.reply("report.urgent.placed", school=school.name)
+        await _next(ctx, "")  # asked before the kind, on the urgent path: the kind is next
         return True
     await _next(ctx, "school")
     return True
@@ -474,20 +483,30 @@ def _unstored_attachments(ctx: Context) -> list[list[Any]]:
     return items[stored:]
 
 
-async def _create(ctx: Context, urgent: bool) -> Incident:
-    """Store, route and alert through the case service, in this message's transaction."""
-    school = await ctx.session.get(School, ctx.conversation.data["school_id"])
+async def _create(ctx: Context, urgent: bool, *, unsure: bool = False) -> Incident:
+    """Store, route and alert through the case service, in this message's transaction.
+    unsure: the reporter has not said which of their schools yet (the first is used and
+    every school's officers are alerted)."""
+    others: tuple[School, ...] = ()
+    if unsure:
+        ids = [sid for sid, _ in ctx.conversation.data["school_names"]]
+        schools = [await ctx.session.get(School, sid) for sid in ids]
+        school, others = schools[0], tuple(s for s in schools[1:] if s is not None)
+    else:
+        school = await ctx.session.get(School, ctx.conversation.data["school_id"])
     assert school is not None
     draft = _draft(ctx)
     draft.attachments = _unstored_attachments(ctx)
     role = reporter_schools(ctx)[school.id]
-    return await case_service(ctx).create(actor(ctx), school, role, draft, urgent=urgent)
+    return await case_service(ctx).create(actor(ctx), school, role, draft, urgent=urgent,
+                                          unsure_of=others)
 
 
-async def _create_urgent(ctx: Context) -> None:
-    incident = await _create(ctx, urgent=True)
-    ctx.update(incident_id=incident.id, incident_ref=incident.ref)
-    ctx.reply("report.urgent.sent", ref=incident.ref)
+async def _create_urgent(ctx: Context, *, unsure: bool = False) -> None:
+    incident = await _create(ctx, urgent=True, unsure=unsure)
+    ctx.update(incident_id=incident.id, incident_ref=incident.ref, unsure=unsure)
+    ctx.reply("report.urgent.sent_which_school" if unsure else "report.urgent.sent",
+              ref=incident.ref)
 
 
 async def _send(ctx: Context) -> None:

@@ -538,3 +538,38 @@ async def test_help_shows_each_person_what_their_role_can_do_and_the_hotlines(
     assert "/stats" in chief
     [stranger] = await Chat(fake_telegram, 777).say("/help")
     assert "mã mời" in stranger and "113" in stranger and "/offduty" not in stranger
+
+
+@pytest.mark.usefixtures("people")
+async def test_a_liaison_of_two_schools_alerts_first_and_names_the_school_after(
+        app: App, fake_telegram: FakeTelegram, sessions, clock) -> None:
+    from storage.models import Account, Role, RoleAssignment, School
+
+    async with sessions() as session, session.begin():  # Cô Hoa also teaches at Phú Lệ
+        hoa = (await session.execute(select(Account).where(
+            Account.external_id == str(LIAISON_HX)))).scalar_one()
+        pl = (await session.execute(select(School).where(School.code == "TH-PL"))).scalar_one()
+        session.add(RoleAssignment(person_id=hoa.person_id, role=Role.LIAISON, school_id=pl.id,
+                                   created_at=clock.now()))
+    teacher = Chat(fake_telegram, LIAISON_HX)
+    await teacher.say("/report")
+    call, sent, which = await teacher.tap("report:danger:yes", replies=3)
+    assert "113" in call and "các trường" in sent and "trường nào" in which.lower()
+    [incident] = await _incidents(sessions)
+    # Before the teacher has said which school, both schools' police already know.
+    for chat_id in (OFFICER_HX, CHIEF_QH):  # HX's officer; Phú Lệ has none: the QH chief
+        [alert] = await Chat(fake_telegram, chat_id).wait(1)
+        assert "KHẨN CẤP" in alert and incident.ref in alert
+        assert "Trường THCS Hồi Xuân" in alert and "Trường Tiểu học Phú Lệ" in alert
+    hx_mark, qh_mark = Chat(fake_telegram, OFFICER_HX).mark(), Chat(fake_telegram, CHIEF_QH).mark()
+    placed, category = await teacher.tap(f"report:school:{pl.id}", replies=2)
+    assert "Trường Tiểu học Phú Lệ" in placed and "loại vụ việc" in category
+    [incident] = await _incidents(sessions)
+    assert incident.school_id == pl.id and incident.urgent
+    for chat_id, mark in ((OFFICER_HX, hx_mark), (CHIEF_QH, qh_mark)):
+        [told] = await Chat(fake_telegram, chat_id).since(mark)
+        assert incident.ref in told and "Trường Tiểu học Phú Lệ" in told
+    async with sessions() as session:
+        chief = (await session.execute(select(Account.person_id).where(
+            Account.external_id == str(CHIEF_QH)))).scalar_one()
+    assert incident.assigned_person_id == chief  # Phú Lệ's chain: the QH chief

@@ -97,9 +97,10 @@ async def _holders(session: AsyncSession, area_id: int, role: str, now: datetime
 
 
 async def level_recipients(session: AsyncSession, incident: Incident, level: str,
-                           now: datetime) -> list[Recipient]:
-    """Find who a policy level means for this case, walking up the area tree."""
-    chain = await ancestors(session, incident.area_id)
+                           now: datetime, area_id: int | None = None) -> list[Recipient]:
+    """Find who a policy level means for this case (or for another area it may be in),
+    walking up the area tree."""
+    chain = await ancestors(session, area_id or incident.area_id)
     if level == "parent_admins":
         chain = chain[1:]
     for area_id in chain:
@@ -118,15 +119,15 @@ async def level_recipients(session: AsyncSession, incident: Incident, level: str
 
 
 async def route(session: AsyncSession, incident: Incident, levels: tuple[str, ...],
-                now: datetime) -> list[Recipient]:
+                now: datetime, area_id: int | None = None) -> list[Recipient]:
     """Find who a new case goes to: the first step's levels, or admins, never nobody."""
     recipients: list[Recipient] = []
     for level in levels:
-        for r in await level_recipients(session, incident, level, now):
+        for r in await level_recipients(session, incident, level, now, area_id):
             if r.person_id not in {x.person_id for x in recipients}:
                 recipients.append(r)
     if not recipients:
-        recipients = await level_recipients(session, incident, "admins", now)
+        recipients = await level_recipients(session, incident, "admins", now, area_id)
     if not recipients:
         _LOGGER.error("Incident %s has nobody to route to in its whole area chain",
                       incident.ref)
@@ -288,13 +289,17 @@ def occurred_text(t: Translator, occurred: str | None, reported_at: datetime, no
 
 
 def alert_text(t: Translator, incident: Incident, tz: object, head_key: str | None = None,
-               head_values: dict[str, object] | None = None) -> str:
+               head_values: dict[str, object] | None = None,
+               unsure_of: tuple[str, ...] = ()) -> str:
     """Compose the alert an officer receives."""
     head_key = head_key or ("alert.urgent" if incident.urgent else "alert.new")
     head = t(head_key, ref=incident.ref, **(head_values or {}))
     if incident.urgent and not incident.description:
         # Sent the moment the teacher says a child is in danger: no kind, no words yet.
         # «Loại: Khác, Tóm tắt: —» would read as a report about nothing.
+        if unsure_of:  # a liaison of several schools, asked which while this goes out
+            return t("alert.body_unsure", head=head, schools=", ".join(unsure_of),
+                     time=local(t, incident.created_at, tz))
         return t("alert.body_pending", head=head, school=incident.school.name,
                  area=incident.area.name, time=local(t, incident.created_at, tz))
     return t("alert.body", head=head, category=t(f"category.{incident.category}"),
@@ -304,12 +309,13 @@ def alert_text(t: Translator, incident: Incident, tz: object, head_key: str | No
 
 async def alert(session: AsyncSession, incident: Incident, recipients: list[Recipient], *,
                 now: datetime, tz: object, default_language: str, round_: str = "0",
-                head: str | None = None, head_values: dict[str, object] | None = None) -> int:
+                head: str | None = None, head_values: dict[str, object] | None = None,
+                unsure_of: tuple[str, ...] = ()) -> int:
     """Queue an alert to every recipient at the highest priority; return how many."""
     sent = 0
     for r in recipients:
         def compose(t: Translator) -> Outbound:
-            return Outbound(alert_text(t, incident, tz, head, head_values),
+            return Outbound(alert_text(t, incident, tz, head, head_values, unsure_of),
                             officer_actions(t, incident))
 
         if await notify(session, r.person_id, compose, key=f"alert:{incident.id}:{r.person_id}:"
@@ -670,8 +676,12 @@ class CaseService:
     # ---- reporting -------------------------------------------------------------------------
 
     async def create(self, actor: Actor, school: School, role: str, draft: Draft, *,
-                     urgent: bool) -> Incident:
-        """Store a report, route it and alert, all in the caller's transaction."""
+                     urgent: bool, unsure_of: tuple[School, ...] = ()) -> Incident:
+        """Store a report, route it and alert, all in the caller's transaction.
+
+        unsure_of: an urgent report from a liaison of several schools, before they said
+        which: the case is kept at `school` and every school's officers are alerted at once
+        (see `place`, when the reporter says which)."""
         person = actor.person
         if person is None or not any(r.school_id == school.id and r.role == role
                                      for r in person.roles):
@@ -691,7 +701,7 @@ class CaseService:
                      actor=None if incident.anonymous else person, role=role, urgent=urgent,
                      category=incident.category)
         await self._audit(actor, [incident], "created")
-        await self._route_and_alert(incident)
+        await self._route_and_alert(incident, unsure_of)
         return incident
 
     async def _attach(self, actor: Actor, incident: Incident, items: list[list[Any]],
@@ -701,18 +711,59 @@ class CaseService:
                 incident_id=incident.id, channel=actor.via, kind=kind, ref=ref, mime_type=mime,
                 size=size, name=name, source=source, created_at=self.now))
 
-    async def _route_and_alert(self, incident: Incident) -> None:
+    async def _route_and_alert(self, incident: Incident,
+                               unsure_of: tuple[School, ...] = ()) -> None:
         policy, _ = await escalation.effective(self.session, incident.area_id)
         severity = policy.for_case(incident.urgent)
         incident.resolution_due_at = incident.created_at + severity.resolution_target
         recipients = await route(self.session, incident, severity.steps[0].notify, self.now)
+        for other in unsure_of:
+            for r in await route(self.session, incident, severity.steps[0].notify, self.now,
+                                 other.area_id):
+                if r.person_id not in {x.person_id for x in recipients}:
+                    recipients.append(r)
         if recipients:
             incident.assigned_person_id = recipients[0].person_id
         await record(self.session, incident, "routed", self.now,
                      to=[r.person_id for r in recipients])
+        names = tuple(s.name for s in (incident.school, *unsure_of)) if unsure_of else ()
         await alert(self.session, incident, recipients, now=self.now, tz=self.tz,
-                    default_language=self.default_language)
+                    default_language=self.default_language, unsure_of=names)
         await start_escalation(self.session, incident, self.now)
+
+    async def place(self, actor: Actor, case_id: int, school: School, role: str) -> Incident:
+        """The reporter of an urgent case says which of their schools it is: the case moves
+        there, the officers of that area are alerted if they were not already, and everyone
+        alerted hears which school it is."""
+        incident = await self._for_reporter(actor, case_id, "place")
+        person = actor.person
+        if person is None or not any(r.school_id == school.id and r.role == role
+                                     for r in person.roles):
+            raise self._refuse(actor, f"school {school.id}", "place")
+        incident.school_id, incident.area_id, incident.updated_at = \
+            school.id, school.area_id, self.now
+        await self.session.flush()
+        await self.session.refresh(incident, ["school", "area"])
+        await self._record(actor, incident, "placed", role="reporter", school=school.id)
+        policy, _ = await escalation.effective(self.session, incident.area_id)
+        severity = policy.for_case(incident.urgent)
+        here = await route(self.session, incident, severity.steps[0].notify, self.now)
+        alerted = await self._alerted(incident)
+        if here and incident.assigned_person_id not in {r.person_id for r in here}:
+            incident.assigned_person_id = here[0].person_id
+        await alert(self.session, incident, [r for r in here if r.person_id not in alerted],
+                    now=self.now, tz=self.tz, default_language=self.default_language)
+        for person_id in sorted(alerted):
+            await notify(self.session, person_id, lambda t: Outbound(t(
+                "alert.placed", ref=incident.ref, school=incident.school.name,
+                area=incident.area.name)), key=f"placed:{incident.id}:{school.id}:{person_id}",
+                now=self.now, default_language=self.default_language, priority=Priority.ALERT)
+        return incident
+
+    async def _alerted(self, incident: Incident) -> set[int]:
+        rows = (await self.session.execute(select(IncidentEvent.data).where(
+            IncidentEvent.incident_id == incident.id, IncidentEvent.kind == "alerted"))).scalars()
+        return {int(d["person"]) for d in rows if d and d.get("person") is not None}
 
     async def add_details(self, actor: Actor, case_id: int, draft: Draft,
                           new_attachments: list[list[Any]], *, key: str) -> Incident:
