@@ -140,3 +140,44 @@ async def test_unreadable_files_are_reported(tmp_path) -> None:
     assert any("cannot tell what the file holds" in p for p in text)
     assert any("no such file" in p for p in text)
     assert len(text) == 4
+
+
+async def test_a_vietnamese_workbook_with_a_title_block_imports(sessions, clock, tmp_path
+                                                                ) -> None:
+    book = Workbook()
+    areas = book.active
+    areas.title = "Địa bàn"
+    areas.append(["DANH MỤC ĐỊA BÀN"])  # what an office puts above a table
+    areas.append(["(kèm theo Kế hoạch số 12/KH-BCĐ ngày 20/11/2026)"])
+    areas.append([])
+    areas.append(["Mã", "Tên", "Mã địa bàn cấp trên", "Cấp"])
+    areas.append(["HN", "Thành phố Hà Nội", None, "thành phố"])
+    areas.append(["BD", "Phường Ba Đình", "HN", "phường"])
+    officers = book.create_sheet("Cán bộ công an")
+    officers.append(["DANH SÁCH CÁN BỘ CÔNG AN PHỤ TRÁCH ĐỊA BÀN"])
+    officers.append([])
+    officers.append(["Họ và tên", "Số điện thoại", "Mã địa bàn", "Nhiệm vụ"])
+    officers.append(["Ngô Quang Huy", "0912345678", "BD", "trực chính"])
+    officers.append(["Người Sai Số", "12ab", "BD", "trực phụ"])
+    path = tmp_path / "danh-ba.xlsx"
+    book.save(path)
+    problems = await _problems(sessions, clock, [path])
+    assert problems == ["danh-ba.xlsx[officers]:5: malformed phone '12ab'"]  # its real row
+    officers.delete_rows(5)
+    areas.cell(7, 1, "PL")  # and a school sheet in the words an office uses
+    areas.cell(7, 2, "Phường Phúc Xá")
+    areas.cell(7, 3, "HN")
+    schools = book.create_sheet("Trường học")
+    schools.append(["Mã", "Tên", "Mã địa bàn", "Cấp", "Địa chỉ"])
+    schools.append(["THCS-BD", "Trường THCS Ba Đình", "BD", "Trung học cơ sở", ""])
+    schools.append(["THCS-PX", "Trường THCS Phúc Xá", "PL", "thcs", ""])
+    book.save(path)
+    await _import(sessions, clock, [path])
+    async with sessions() as session:
+        huy = (await session.execute(select(Person).where(Person.name == "Ngô Quang Huy")))\
+            .scalar_one()
+        levels = set((await session.execute(select(School.level))).scalars())
+        duty = (await session.execute(select(RoleAssignment.duty))).scalar_one()
+    assert huy.phone == "+84912345678" and duty == "primary"  # «trực chính»
+    assert levels == {"THCS"}  # one spelling: a THCS campaign reaches both schools
+    assert await count(sessions, Area) == 3

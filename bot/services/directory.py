@@ -36,17 +36,33 @@ REQUIRED = {
 # The template workbook's Vietnamese sheet and column names (and duty words), read as the
 # English ones: offices fill in the template, scripts write the English names.
 VI_SHEETS = {"địa bàn": "areas", "trường học": "schools", "cán bộ công an": "officers",
-             "giáo viên liên lạc": "liaisons"}
+             "giáo viên liên lạc": "liaisons", "giáo viên đầu mối": "liaisons"}
 VI_COLUMNS = {
-    "areas": {"mã địa bàn": "code", "tên địa bàn": "name",
+    "areas": {"mã địa bàn": "code", "tên địa bàn": "name", "mã": "code", "tên": "name",
               "mã địa bàn cấp trên": "parent_code", "cấp": "level"},
-    "schools": {"mã trường": "code", "tên trường": "name", "mã địa bàn": "area_code",
-                "cấp học": "level", "địa chỉ": "address"},
+    "schools": {"mã trường": "code", "tên trường": "name", "mã": "code", "tên": "name",
+                "mã địa bàn": "area_code", "cấp học": "level", "cấp": "level",
+                "địa chỉ": "address"},
     "officers": {"họ và tên": "name", "số điện thoại": "phone", "mã địa bàn": "area_code",
                  "nhiệm vụ": "duty"},
     "liaisons": {"họ và tên": "name", "số điện thoại": "phone", "mã trường": "school_code"},
 }
-VI_DUTIES = {"chính": Duty.PRIMARY, "dự phòng": Duty.BACKUP, "chỉ huy": Duty.CHIEF}
+VI_DUTIES = {"chính": Duty.PRIMARY, "trực chính": Duty.PRIMARY, "dự phòng": Duty.BACKUP,
+             "trực phụ": Duty.BACKUP, "phụ": Duty.BACKUP, "chỉ huy": Duty.CHIEF,
+             "lãnh đạo": Duty.CHIEF}
+# School levels as offices write them, read as the ones campaign filters and reports use:
+# «Trung học cơ sở» and «THCS» must not become two levels a filter silently half-misses.
+SCHOOL_LEVELS = {"mầm non": "mầm non", "mẫu giáo": "mầm non", "nhà trẻ": "mầm non",
+                 "tiểu học": "tiểu học", "trung học cơ sở": "THCS", "thcs": "THCS",
+                 "trung học phổ thông": "THPT", "thpt": "THPT"}
+
+
+def school_level(text: str | None) -> str | None:
+    """The school level in its one spelling (unknown levels are kept as written)."""
+    if not text:
+        return None
+    clean = " ".join(unicodedata.normalize("NFC", text).split())
+    return SCHOOL_LEVELS.get(clean.lower(), clean)
 
 
 class PhoneError(ValueError):
@@ -153,10 +169,15 @@ def _in_english(kind: str, header: list[str]) -> list[str]:
 
 
 def _kind_from_header(header: list[str]) -> str | None:
-    for kind in KINDS:  # a header in Vietnamese: the kind whose columns it has
+    # A header in Vietnamese: of the kinds whose required columns it has, the one that
+    # reads most of its columns («Mã, Tên, Mã địa bàn» is a school, not an area).
+    fits = []
+    for kind in KINDS:
         english = set(_in_english(kind, header))
         if set(header) != english and set(REQUIRED[kind]) <= english:
-            return kind
+            fits.append((len(english & set(COLUMNS[kind])), -KINDS.index(kind), kind))
+    if fits:
+        return max(fits)[2]
     cols = set(header)
     if "duty" in cols:
         return "officers"
@@ -192,6 +213,26 @@ def _header(cells: Iterable[object]) -> list[str]:
     return [_cell(c).lower().lstrip("\ufeff") for c in cells]
 
 
+TITLE_ROWS = 10  # an office's sheet may open with a title, a date, blank rows: skip those
+
+
+def _find_header(rows: Iterator[list[object]], kind: str | None
+                 ) -> tuple[str | None, list[str], int]:
+    """The first of the first TITLE_ROWS rows that is a header (of `kind`, or of any kind
+    when None): its kind, its names and its line number; (None, first row, 1) if none is."""
+    first: list[str] | None = None
+    for line, cells in enumerate(rows, start=1):
+        header = _header(cells)
+        first = header if first is None else first
+        found = _kind_from_header(header) if kind is None else (
+            kind if set(REQUIRED[kind]) <= set(_in_english(kind, header)) else None)
+        if found is not None:
+            return found, header, line
+        if line >= TITLE_ROWS:
+            break
+    return None, first or [], 1
+
+
 def read_csv(path: Path) -> tuple[list[Row], list[ImportProblem]]:
     """Read a CSV file, recognising its kind from the header; UTF-8 with or without BOM."""
     try:
@@ -203,16 +244,15 @@ def read_csv(path: Path) -> tuple[list[Row], list[ImportProblem]]:
         dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
-    reader = csv.reader(io.StringIO(text), dialect)
-    try:
-        header = _header(next(reader))
-    except StopIteration:
+    lines = list(csv.reader(io.StringIO(text), dialect))
+    if not lines:
         return [], [ImportProblem(path.name, "empty_file")]
-    kind = _kind_from_header(header)
+    kind, header, at = _find_header(iter(lines), None)
     if kind is None:
         return [], [ImportProblem(path.name, "unknown_header")]
     return _rows_from_table(kind, path.name, header,
-                            ((n, list(cells)) for n, cells in enumerate(reader, start=2)))
+                            ((n, list(cells)) for n, cells in enumerate(lines[at:],
+                                                                         start=at + 1)))
 
 
 def read_xlsx(path: Path) -> tuple[list[Row], list[ImportProblem]]:
@@ -234,13 +274,13 @@ def read_xlsx(path: Path) -> tuple[list[Row], list[ImportProblem]]:
         if not found:
             problems.append(ImportProblem(path.name, "no_sheet"))
         for kind in found:
-            it = sheets[kind].iter_rows(values_only=True)
-            try:
-                header = _header(next(it))
-            except StopIteration:
+            table = [list(cells) for cells in sheets[kind].iter_rows(values_only=True)]
+            if not table:
                 continue
-            got, bad = _rows_from_table(kind, f"{path.name}[{kind}]", header,
-                                        ((n, list(cells)) for n, cells in enumerate(it, start=2)))
+            _, header, at = _find_header(iter(table), kind)
+            got, bad = _rows_from_table(
+                kind, f"{path.name}[{kind}]", header,
+                ((n, cells) for n, cells in enumerate(table[at:], start=at + 1)))
             rows += got
             problems += bad
     finally:
@@ -425,7 +465,7 @@ async def import_rows(session: AsyncSession, rows: list[Row], now: datetime) -> 
             result.updated["schools"] += 1
         school.name = row.values["name"]
         school.area_id = areas[row.values["area_code"]].id
-        school.level = row.values.get("level") or school.level
+        school.level = school_level(row.values.get("level")) or school.level
         school.address = row.values.get("address") or school.address
         await session.flush()
 
