@@ -170,3 +170,58 @@ def test_postgresql_urls_need_nothing_beyond_the_readme_install() -> None:
 
     assert normalise_url("postgresql://postgres@127.0.0.1/test").startswith("postgresql+asyncpg")
     import asyncpg  # noqa: F401  (installed by `pip install -e .`, not only by an extra)
+
+
+def test_version_and_json_directory_and_a_reimport_that_changes_nothing(
+        env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.startswith("safeschool ")
+    paths = [str(p) for p in write_directory(env)]
+    assert main(["directory", "import", *paths, "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["areas"] == {"created": 5, "updated": 0} and first["rows"] > 5
+    assert main(["directory", "import", *paths]) == 0
+    assert "0 changed" in capsys.readouterr().out
+    assert main(["directory", "show", "--json"]) == 0
+    [province] = json.loads(capsys.readouterr().out)
+    assert province["code"] == "TH" and {c["code"] for c in province["children"]} == {"QH",
+                                                                                     "BT"}
+
+
+async def test_directory_deactivate_ends_roles_and_reroutes_open_cases(
+        env: Path, sessions, clock, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+
+    from sqlalchemy import select
+
+    from storage.models import Account, AuditEvent, Incident, Outbox, RoleAssignment
+    from tests.auxil.console import file_case
+    from tests.auxil.people import BACKUP_HX, LIAISON_HX, OFFICER_HX, link_everyone
+
+    assert await asyncio.to_thread(main, ["directory", "import",
+                                          *map(str, write_directory(env))]) == 0
+    await link_everyone(sessions, clock)
+    case_id, ref = await file_case(sessions, clock.now(), LIAISON_HX, "THCS-HX")
+    async with sessions() as session:
+        an, bao = [(await session.execute(select(Account.person_id).where(
+            Account.external_id == str(chat)))).scalar_one() for chat in (OFFICER_HX,
+                                                                           BACKUP_HX)]
+        assert (await session.get(Incident, case_id)).assigned_person_id == an
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["directory", "deactivate", "0912 345 678",
+                                          "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out == {"person": "Lê Văn An", "phone": "+84912345678", "roles_ended": 1,
+                   "cases_rerouted": [ref]}
+    async with sessions() as session:
+        assert (await session.get(Incident, case_id)).assigned_person_id == bao
+        assert not (await session.execute(select(RoleAssignment).where(
+            RoleAssignment.person_id == an))).scalars().all()
+        to_bao = (await session.execute(select(Outbox.idempotency_key).join(
+            Account, Account.id == Outbox.account_id).where(
+            Account.person_id == bao))).scalars().all()
+        assert any(key.startswith(f"alert:{case_id}:") for key in to_bao)
+        assert (await session.execute(select(AuditEvent.via))).scalars().all() == ["cli"]
+    assert await asyncio.to_thread(main, ["directory", "deactivate", "0999 999 999"]) == 2
+    assert "nobody in the directory" in capsys.readouterr().err

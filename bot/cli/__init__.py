@@ -9,6 +9,7 @@ import asyncio
 import logging
 import os
 import sys
+from importlib import metadata
 
 # The adapters register what each messenger can take (text limits, menus): commands that
 # queue messages fit them to the recipient's messenger like the running bot does.
@@ -18,9 +19,17 @@ from bot.cli import campaign, directory, escalation, invite, run, stats
 from bot.cli.common import EXIT_USAGE, CliError
 
 
+def _version() -> str:
+    try:
+        return metadata.version("safeschool-link")
+    except metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Describe every command and flag."""
     parser = argparse.ArgumentParser(prog="safeschool", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     for group in (run, directory, invite, escalation, campaign, stats):
         group.register(sub)

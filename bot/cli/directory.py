@@ -12,14 +12,26 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.cli.common import (
+    CliError,
     clock_now,
     report_problems,
     settings_or_fail,
     with_session,
 )
+from bot.services.cases import Actor, CaseService
 from bot.services.codes import deep_link, telegram_username
-from bot.services.directory import AreaNode, DirectoryError, directory_tree, import_rows, read_files
-from storage.models import Area, School
+from bot.services.console import audit
+from bot.services.directory import (
+    AreaNode,
+    DirectoryError,
+    PhoneError,
+    deactivate,
+    directory_tree,
+    import_rows,
+    normalise_phone,
+    read_files,
+)
+from storage.models import Area, Person, School
 
 
 async def cmd_directory_import(args: argparse.Namespace) -> int:
@@ -31,9 +43,19 @@ async def cmd_directory_import(args: argparse.Namespace) -> int:
 
     async def work(session: AsyncSession) -> int:
         result = await import_rows(session, rows, clock_now())
-        for kind in ("areas", "schools", "people", "officers", "liaisons"):
+        kinds = ("areas", "schools", "people", "officers", "liaisons")
+        if args.json:
+            print(json.dumps({"rows": len(rows), **{kind: {
+                "created": result.created[kind], "updated": result.updated[kind]}
+                for kind in kinds}}))
+            return 0
+        changed = False
+        for kind in kinds:
             if result.created[kind] or result.updated[kind]:
+                changed = True
                 print(f"{kind}: {result.created[kind]} new, {result.updated[kind]} updated")
+        if not changed:
+            print("0 changed: the directory already says all of this.")
         return 0
 
     try:
@@ -42,10 +64,55 @@ async def cmd_directory_import(args: argparse.Namespace) -> int:
         return report_problems(exc.problems)
 
 
-async def cmd_directory_show(_args: argparse.Namespace) -> int:
+async def cmd_directory_deactivate(args: argparse.Namespace) -> int:
+    """Someone left: end their officer, admin and liaison roles and reroute their open
+    cases; the person, their accounts and every case stay."""
+    settings = settings_or_fail()
+    try:
+        phone = normalise_phone(args.phone)
+    except PhoneError as exc:
+        raise CliError(f"{args.phone!r} is not a phone number") from exc
+
+    async def work(session: AsyncSession) -> int:
+        person = (await session.execute(select(Person).where(Person.phone == phone)))\
+            .scalar_one_or_none()
+        if person is None:
+            raise CliError(f"nobody in the directory has the phone {args.phone}")
+        now = clock_now()
+        service = CaseService(session, now=now, tz=settings.tz,
+                              default_language=settings.default_language)
+        details, released = await deactivate(session, person, service, Actor(None, "cli"))
+        await audit(session, None, "person_deactivated", f"person:{person.id}", now,
+                    via="cli", roles=details, cases=[i.ref for i in released])
+        out = {"person": person.name, "phone": phone, "roles_ended": len(details),
+               "cases_rerouted": [i.ref for i in released]}
+        if args.json:
+            print(json.dumps(out, ensure_ascii=False))
+        elif not details:
+            print(f"{person.name or phone} holds no officer, admin or liaison role: "
+                  "nothing changed.")
+        else:
+            print(f"{person.name or phone}: {len(details)} role(s) ended; "
+                  f"{len(released)} open case(s) rerouted"
+                  + (f" ({', '.join(out['cases_rerouted'])})" if released else "") + ".")
+        return 0
+
+    return await with_session(settings, work)
+
+
+def _node_json(node: AreaNode) -> dict[str, Any]:
+    return {"code": node.area.code, "name": node.area.name, "level": node.area.level,
+            "schools": node.schools, "officers": node.officers, "liaisons": node.liaisons,
+            "parents": node.parents, "children": [_node_json(c) for c in node.children]}
+
+
+async def cmd_directory_show(args: argparse.Namespace) -> int:
     """Print the area tree with counts."""
     async def work(session: AsyncSession) -> int:
         roots = await directory_tree(session)
+        if args.json:
+            print(json.dumps([_node_json(r) for r in roots], ensure_ascii=False))
+            return 0
         if not roots:
             print("The directory is empty. Import it with `safeschool directory import FILE`.")
             return 0
@@ -93,9 +160,16 @@ def register(sub: Any) -> None:
     dsub = directory.add_subparsers(dest="directory", required=True)
     imp = dsub.add_parser("import", help="import .xlsx/.csv files (all or nothing)")
     imp.add_argument("files", nargs="+", metavar="FILE")
+    imp.add_argument("--json", action="store_true")
     imp.set_defaults(func=cmd_directory_import)
-    dsub.add_parser("show", help="print the area tree with counts")\
-        .set_defaults(func=cmd_directory_show)
+    shw = dsub.add_parser("show", help="print the area tree with counts")
+    shw.add_argument("--json", action="store_true")
+    shw.set_defaults(func=cmd_directory_show)
+    off = dsub.add_parser("deactivate", help="someone left: end their roles, reroute their "
+                          "open cases (nothing is deleted)")
+    off.add_argument("phone", metavar="PHONE")
+    off.add_argument("--json", action="store_true")
+    off.set_defaults(func=cmd_directory_deactivate)
 
     school = sub.add_parser("school", help="schools")
     ssub = school.add_subparsers(dest="school", required=True)

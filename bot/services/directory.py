@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import phonenumbers
 from sqlalchemy import func, select
@@ -430,6 +431,12 @@ async def _validate(session: AsyncSession, rows: list[Row]) -> tuple[_Plan, list
     return plan, problems
 
 
+def _changes(row: object, **values: object) -> bool:
+    """Whether writing these values would change the row (an update that changes nothing
+    is not counted: a re-import of the same file reports 0 changed)."""
+    return any(getattr(row, name) != value for name, value in values.items())
+
+
 async def import_rows(session: AsyncSession, rows: list[Row], now: datetime) -> ImportResult:
     """Validate everything, then write everything in the caller's transaction (or nothing)."""
     plan, problems = await _validate(session, rows)
@@ -437,6 +444,8 @@ async def import_rows(session: AsyncSession, rows: list[Row], now: datetime) -> 
         raise DirectoryError(problems)
     result = ImportResult()
     areas = {a.code: a for a in (await session.execute(select(Area))).scalars()}
+    existing_areas = set(areas)
+    changed: set[str] = set()
     for code, row in plan.areas.items():
         area = areas.get(code)
         if area is None:
@@ -444,14 +453,19 @@ async def import_rows(session: AsyncSession, rows: list[Row], now: datetime) -> 
             session.add(area)
             areas[code] = area
             result.created["areas"] += 1
-        else:
-            result.updated["areas"] += 1
+        elif _changes(area, name=row.values["name"],
+                      level=row.values.get("level") or area.level):
+            changed.add(code)
         area.name = row.values["name"]
         area.level = row.values.get("level") or area.level
     await session.flush()
     for code, row in plan.areas.items():
         parent = row.values.get("parent_code") or None
-        areas[code].parent_id = areas[parent].id if parent else None
+        parent_id = areas[parent].id if parent else None
+        if code in existing_areas and areas[code].parent_id != parent_id:
+            changed.add(code)
+        areas[code].parent_id = parent_id
+    result.updated["areas"] = len(changed)
 
     schools = {s.code: s for s in (await session.execute(select(School))).scalars()}
     for code, row in plan.schools.items():
@@ -461,7 +475,10 @@ async def import_rows(session: AsyncSession, rows: list[Row], now: datetime) -> 
             session.add(school)
             schools[code] = school
             result.created["schools"] += 1
-        else:
+        elif _changes(school, name=row.values["name"],
+                      area_id=areas[row.values["area_code"]].id,
+                      level=school_level(row.values.get("level")) or school.level,
+                      address=row.values.get("address") or school.address):
             result.updated["schools"] += 1
         school.name = row.values["name"]
         school.area_id = areas[row.values["area_code"]].id
@@ -479,8 +496,9 @@ async def import_rows(session: AsyncSession, rows: list[Row], now: datetime) -> 
             people[phone] = person
             result.created["people"] += 1
         else:
+            if _changes(person, name=name):
+                result.updated["people"] += 1
             person.name = name
-            result.updated["people"] += 1
     await session.flush()
 
     existing = {(r.person_id, r.role, r.area_id, r.school_id): r for r in (await session.execute(
@@ -498,8 +516,9 @@ async def import_rows(session: AsyncSession, rows: list[Row], now: datetime) -> 
                                        school_id=school_id, duty=duty, created_at=now))
             result.created[kind] += 1
         else:
+            if _changes(assignment, duty=duty):
+                result.updated[kind] += 1
             assignment.duty = duty
-            result.updated[kind] += 1
     await session.flush()
     return result
 
@@ -634,6 +653,26 @@ async def end_roles(session: AsyncSession, leaving: Iterable[Leaving]) -> list[R
         await session.delete(row)
     await session.flush()
     return ended
+
+
+async def deactivate(session: AsyncSession, person: Person, cases: Any, actor: Any,
+                     allowed: set[int] | None = None) -> tuple[list[list[Any]], list[Any]]:
+    """Someone left: their officer, admin and liaison roles (in `allowed` areas, or
+    everywhere when None) end and their open cases there are routed afresh (cases: the
+    CaseService, actor: who does it); the person, their accounts and every case stay.
+    Returns the ended roles (for the audit) and the rerouted cases."""
+    school_area = dict((await session.execute(select(School.id, School.area_id))).all())
+    ended = [r for r in person.roles
+             if r.role in (Role.OFFICER, Role.ADMIN, Role.LIAISON) and (
+                 allowed is None or r.area_id in allowed
+                 or school_area.get(r.school_id) in allowed)]
+    details = [[r.role, r.area_id, r.school_id, r.duty] for r in ended]
+    for row in ended:
+        await session.delete(row)
+    await session.flush()
+    await session.refresh(person, ["roles"])
+    released = await cases.release(actor, person.id) if ended else []
+    return details, released
 
 
 async def scope_problems(session: AsyncSession, rows: list[Row],

@@ -175,17 +175,10 @@ async def deactivate(request: web.Request) -> web.Response:
         person = None
     if person is None or person.id == page.person.id:
         raise Refused("deactivate")
-    school_area = dict((await page.db.execute(select(School.id, School.area_id))).all())
-    ended = [r for r in person.roles if r.role in (Role.OFFICER, Role.ADMIN, Role.LIAISON) and (
-        (r.area_id in allowed) or (school_area.get(r.school_id) in allowed))]
-    if not ended:
+    details, released = await directory.deactivate(page.db, person, page.cases, page.actor,
+                                                    allowed)
+    if not details:
         raise Refused("deactivate")
-    details = [[r.role, r.area_id, r.school_id, r.duty] for r in ended]
-    for row in ended:
-        await page.db.delete(row)
-    await page.db.flush()
-    await page.db.refresh(person, ["roles"])
-    released = await page.cases.release(page.actor, person.id)
     await console.audit(page.db, page.person.id, "person_deactivated", f"person:{person.id}",
                         page.now, roles=details, cases=[i.ref for i in released])
     page.changed()
