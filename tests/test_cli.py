@@ -225,3 +225,23 @@ async def test_directory_deactivate_ends_roles_and_reroutes_open_cases(
         assert (await session.execute(select(AuditEvent.via))).scalars().all() == ["cli"]
     assert await asyncio.to_thread(main, ["directory", "deactivate", "0999 999 999"]) == 2
     assert "nobody in the directory" in capsys.readouterr().err
+
+
+async def test_invite_links_work_before_the_bot_ever_ran_when_a_token_is_set(
+        env: Path, fake_telegram, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    assert await asyncio.to_thread(main, ["directory", "import",
+                                          *map(str, write_directory(env))]) == 0
+    monkeypatch.setenv("SAFESCHOOL_TELEGRAM_TOKEN", fake_telegram.token)
+    monkeypatch.setenv("SAFESCHOOL_TELEGRAM_API_URL", fake_telegram.api_url)
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["invite", "create", "--role", "officer", "--area",
+                                          "HX", "--json"]) == 0
+    made = json.loads(capsys.readouterr().out)
+    assert made["link"] == f"https://t.me/safeschool_test_bot?start={made['code']}"
+    asked = sum(c.method == "getMe" for c in fake_telegram.calls)
+    assert await asyncio.to_thread(main, ["school", "codes", "--json"]) == 0
+    assert all(r["link"] for r in json.loads(capsys.readouterr().out))
+    assert sum(c.method == "getMe" for c in fake_telegram.calls) == asked  # kept, not re-asked

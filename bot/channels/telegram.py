@@ -86,6 +86,23 @@ def _attachments(message: Message) -> tuple[Attachment, ...]:
     return tuple(found)
 
 
+async def ask_username(settings: Settings) -> str | None:
+    """The bot's username from getMe (for links printed before the bot ever ran); None
+    without a token or when Telegram cannot be asked now."""
+    if settings.telegram_token is None:
+        return None
+    timeout = min(settings.telegram_request_timeout, 10.0)
+    bot = Bot(settings.telegram_token.get_secret_value(), base_url=settings.telegram_api_url,
+              request=HTTPXRequest(connect_timeout=timeout, read_timeout=timeout))
+    try:
+        async with bot:
+            return bot.username
+    except (TelegramError, InvalidToken, OSError) as exc:
+        _LOGGER.warning("Could not ask Telegram for the bot's username (%s)",
+                        type(exc).__name__)
+        return None
+
+
 def to_inbound(update: Update) -> Inbound | None:
     """Normalise a Telegram update; None for what the bot ignores (groups, channels)."""
     chat = update.effective_chat

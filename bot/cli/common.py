@@ -11,13 +11,31 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from bot.channels.telegram import ask_username
 from bot.core.clock import Clock
 from bot.core.settings import Settings, safe_url
+from bot.services.codes import USERNAME_KEY, telegram_username
 from storage import db
-from storage.models import Area
+from storage.models import Area, KeyValue
 
 EXIT_USAGE = 2
 NO_LINK = "(bot username unknown: set SAFESCHOOL_TELEGRAM_BOT_USERNAME or start the bot once)"
+
+
+async def bot_username(session: AsyncSession, settings: Settings) -> str | None:
+    """The bot's username for deep links: configured, learnt by `safeschool run`, or asked
+    of Telegram now when a token is set (and kept), so links work on the very first day."""
+    known = await telegram_username(session, settings.telegram_bot_username)
+    if known or settings.telegram_token is None:
+        return known
+    asked = await ask_username(settings)
+    if asked:
+        row = await session.get(KeyValue, USERNAME_KEY)
+        if row is None:
+            session.add(KeyValue(key=USERNAME_KEY, value=asked))
+        else:
+            row.value = asked
+    return asked
 
 
 class CliError(Exception):

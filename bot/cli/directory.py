@@ -13,13 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.cli.common import (
     CliError,
+    bot_username,
     clock_now,
     report_problems,
     settings_or_fail,
     with_session,
 )
 from bot.services.cases import Actor, CaseService
-from bot.services.codes import deep_link, telegram_username
+from bot.services.codes import deep_link
 from bot.services.console import audit
 from bot.services.directory import (
     AreaNode,
@@ -137,7 +138,7 @@ async def cmd_school_codes(args: argparse.Namespace) -> int:
     settings = settings_or_fail()
 
     async def work(session: AsyncSession) -> int:
-        username = await telegram_username(session, settings.telegram_bot_username)
+        username = await bot_username(session, settings)
         rows = (await session.execute(
             select(School, Area).join(Area, School.area_id == Area.id).order_by(School.code)
         )).all()

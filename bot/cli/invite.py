@@ -14,11 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.cli.common import (
     NO_LINK,
     CliError,
+    bot_username,
     clock_now,
     settings_or_fail,
     with_session,
 )
-from bot.services.codes import deep_link, telegram_username
+from bot.services.codes import deep_link
 from bot.services.invitations import (
     InvitationError,
     create_invitation,
@@ -41,7 +42,7 @@ async def cmd_invite_create(args: argparse.Namespace) -> int:
                 duty=args.duty, uses=args.uses)
         except (InvitationError, ValueError) as exc:
             raise CliError(str(exc)) from exc
-        username = await telegram_username(session, settings.telegram_bot_username)
+        username = await bot_username(session, settings)
         link = deep_link(username, invitation.code)
         scope = invitation.school or invitation.area
         info = {
@@ -81,7 +82,7 @@ async def cmd_invite_export(args: argparse.Namespace) -> int:
         now = clock_now()
         expires_in = (parse_expiry(args.expires) if args.expires
                       else timedelta(days=settings.invite_default_expiry_days))
-        username = await telegram_username(session, settings.telegram_bot_username)
+        username = await bot_username(session, settings)
         book = Workbook()
         sheet = book.active
         sheet.title = "invitations"
