@@ -387,3 +387,26 @@ def test_directory_uploads_nobody_applied_are_deleted_after_a_day(tmp_path):
     os.utime(old, (day_ago, day_ago))
     assert forget_old_uploads(tmp_path) == 1
     assert not old.exists() and fresh.exists()
+
+
+async def test_the_template_workbook_reads_back_as_it_is_downloaded(
+        app, people, fake_telegram, sessions, clock, tmp_path):
+    from bot.services.directory import read_files
+
+    await add_province_admin(sessions, clock)
+    await link_admin(sessions, clock)
+    async with browser() as client:
+        base = await sign_in(client, fake_telegram, ADMIN_CHAT)
+        async with client.get(f"{base}/directory/template.xlsx") as book:
+            assert book.status == 200
+            path = tmp_path / "mau.xlsx"
+            path.write_bytes(await book.read())
+    from openpyxl import load_workbook
+
+    sheets = load_workbook(path).sheetnames
+    assert sheets == ["Địa bàn", "Trường học", "Cán bộ công an", "Giáo viên đầu mối"]
+    rows, problems = read_files([path])
+    assert problems == []
+    assert sorted({r.kind for r in rows}) == ["areas", "liaisons", "officers", "schools"]
+    officer = next(r for r in rows if r.kind == "officers")
+    assert officer.values["duty"] == "trực chính"

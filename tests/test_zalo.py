@@ -111,7 +111,7 @@ async def test_full_report_and_acknowledgement_over_zalo(
     [alert] = await officer.wait(1)
     assert incident.ref in alert and "1. ✅ Tiếp nhận" in alert
     [ack] = await officer.say("1")
-    assert "Bạn đã tiếp nhận" in ack
+    assert "Đồng chí đã tiếp nhận" in ack
     assert "đã tiếp nhận" in await teacher.wait_text("Công an phụ trách địa bàn đã tiếp nhận")
     [incident] = (await _all(sessions, Incident))
     assert incident.status == "acknowledged"
@@ -178,7 +178,7 @@ async def test_an_officer_who_types_a_word_keeps_the_alert_options_and_a_reporte
     [again] = await officer.say("xem sau")  # no option: the alert's options, not the menu
     assert "1. ✅ Tiếp nhận" in again and "Báo cáo" not in again
     [ack] = await officer.say("1")
-    assert "Bạn đã tiếp nhận" in ack
+    assert "Đồng chí đã tiếp nhận" in ack
 
     await officer.say("2")  # ask the reporter (after the ack: view, ask, note, …)
     [sent] = await officer.say("Các em bị lấy bao nhiêu tiền?")

@@ -203,7 +203,7 @@ async def template(request: web.Request) -> web.Response:
         "schools": {"code": "THCS-HX", "name": "Trường THCS Hạc Xá", "area_code": "HX",
                     "level": "THCS", "address": "12 Đường Trần Phú"},
         "officers": {"name": "Lê Văn An", "phone": "0912345678", "area_code": "HX",
-                     "duty": "chính"},
+                     "duty": "trực chính"},
         "liaisons": {"name": "Nguyễn Thị Hoa", "phone": "0901234567",
                      "school_code": "THCS-HX"},
     }
