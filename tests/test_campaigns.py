@@ -358,6 +358,14 @@ def test_content_library_is_complete_and_fits_every_channel() -> None:
     assert {i.topic for i in items.values()} == {"abuse", "violence", "cyber", "trafficking",
                                                  "general"}
     assert all(i.vi and i.en and len(i.vi) <= 700 and len(i.en) <= 700 for i in items.values())
+    for item in items.values():  # a label in the chat ends at a word, never inside one
+        for language in ("vi", "en"):
+            title, head = item.title(language), item.text(language).partition(":")[0].strip()
+            assert len(title) <= 60
+            if title != head:
+                cut = title.removesuffix("…")
+                assert title.endswith("…") and head.startswith(cut)
+                assert not head[len(cut)].isalnum(), (title, head)
     _, problems = check_items([
         {"id": "a", "topic": "cyber", "audiences": ["parents"], "vi": "x" * 800, "en": "y"},
         {"id": "b", "topic": "weather", "audiences": ["parents"], "vi": "x", "en": ""},

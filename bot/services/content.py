@@ -17,6 +17,9 @@ SCREEN = 700  # one phone screen; leaves room for the how-to-stop line under eve
 ROLES = ("parent", "liaison", "officer", "admin")
 
 
+TITLE_MAX = 60
+
+
 class ContentError(Exception):
     """The shipped content or calendar is not usable; the message lists every problem."""
 
@@ -38,7 +41,10 @@ class Item:
 
     def title(self, language: str) -> str:
         """A short name for menus: the text up to its first colon, at most 60 characters."""
-        return self.text(language).partition(":")[0][:60]
+        head = self.text(language).partition(":")[0].strip()
+        if len(head) <= TITLE_MAX:
+            return head
+        return head[: TITLE_MAX - 1].rsplit(" ", 1)[0].rstrip(",;.") + "…"  # at a word
 
 
 @dataclass(frozen=True)
