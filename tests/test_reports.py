@@ -43,13 +43,13 @@ async def _events(sessions, incident_id: int) -> list[str]:
 
 async def file_report(chat: Chat, *, category: str = "bullying", anonymous: bool | None = False,
                       description: str = "Một nhóm học sinh lớp 8 đánh một bạn lớp 6 ở cổng "
-                                          "trường sau giờ tan học.") -> str:
+                                          "trường sau giờ tan học.", when: str = "today") -> str:
     """Walk the whole non-urgent flow; return the confirmation text."""
     await chat.say("/report")
     await chat.tap("report:danger:no")
     assert "mô tả" in (await chat.tap(f"report:cat:{category}"))[0]
     assert "khi nào" in (await chat.say(description))[0]
-    assert "ở đâu" in (await chat.tap("report:when:today"))[0]
+    assert "ở đâu" in (await chat.tap(f"report:when:{when}"))[0]
     await chat.tap("report:skip")
     last = await chat.say("2 em, 11 và 13 tuổi")
     if anonymous is not None:
@@ -170,18 +170,9 @@ async def test_a_typed_number_still_answers_after_an_old_button(
 @pytest.mark.usefixtures("people")
 async def test_when_it_happened_reads_right_on_a_later_day(
         app: App, fake_telegram: FakeTelegram, sessions, clock) -> None:
-    teacher = Chat(fake_telegram, LIAISON_HX)
-    await teacher.say("/report")
-    await teacher.tap("report:danger:no")
-    await teacher.tap("report:cat:physical")
-    await teacher.say("Hai em đánh nhau ở sân trường.")
-    await teacher.tap("report:when:now")
-    await teacher.tap("report:skip")
-    await teacher.tap("report:skip")
-    await teacher.tap("report:anon:no")
     said = clock.now().astimezone(app.settings.tz)
+    await file_report(Chat(fake_telegram, LIAISON_HX), when="now")
     officer = Chat(fake_telegram, OFFICER_HX)
-    await teacher.tap("report:send")
     [incident] = await _incidents(sessions)
     await officer.wait(1)
     [details] = await officer.tap(f"case:view:{incident.id}")

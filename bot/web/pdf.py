@@ -8,20 +8,12 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from bot.core.i18n import Translator
 
-
-class CardLike(Protocol):
-    """What a card shows (bot.web.invitations.Card)."""
-
-    name: str
-    role: str
-    scope: str
-    code: str
-    link: str | None
-    expires: str
+if TYPE_CHECKING:  # invitations imports this module: only the type is needed here
+    from bot.web.invitations import Card
 
 
 def _fonts() -> Path:
@@ -41,7 +33,7 @@ def _document() -> Any:
     return doc
 
 
-def cards(t: Translator, items: Sequence[CardLike], qr: Callable[[str], bytes]) -> bytes:
+def cards(t: Translator, items: Sequence[Card], qr: Callable[[str], bytes]) -> bytes:
     """Two columns of five cards per page, each with its QR code."""
     doc = _document()
     width, height, margin = 95.0, 55.0, 10.0
