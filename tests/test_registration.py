@@ -129,7 +129,7 @@ async def test_language_switch_by_button_and_by_typed_number(
     assert texts[1] == "Switched to English."
     fake_telegram.user_message(607, "/help")
     texts = await fake_telegram.wait_texts(607, 3)
-    assert "Emergency numbers" in texts[2] and "111" in texts[2] and "113" in texts[2]
+    assert "Emergency:" in texts[2] and "111" in texts[2] and "113" in texts[2]
     fake_telegram.user_message(607, "/language")
     await fake_telegram.wait_texts(607, 4)
     fake_telegram.user_message(607, "1")
