@@ -3,11 +3,8 @@ cards with QR codes (HTML to print, and PDF), and a parents' poster per school."
 
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass
 from datetime import timedelta
 
-import segno
 from aiohttp import web
 from sqlalchemy import select
 
@@ -16,38 +13,11 @@ from bot.services import console
 from bot.services.codes import deep_link, telegram_username
 from bot.services.invitations import personal_invitations
 from bot.web.base import HEADERS, Page, page_of, see_other
+from bot.web.cards import Card, qr_png, qr_uri
 from bot.web.directory import admin_scope
 from storage.models import Area, Invitation, Role, School
 
 routes = web.RouteTableDef()
-
-
-@dataclass(frozen=True)
-class Card:
-    """One printed card: who, as what, where, the code and what the QR code opens."""
-
-    name: str
-    role: str
-    scope: str
-    code: str
-    link: str | None
-    expires: str
-
-    def qr(self) -> str:
-        """The QR code as an SVG data URI (the link, or the code when there is no link)."""
-        return qr_uri(self.link or self.code)
-
-
-def qr_uri(content: str) -> str:
-    """A QR code as an inline SVG image (no file, no network)."""
-    return segno.make(content, error="m").svg_data_uri(scale=4, border=2)
-
-
-def qr_png(content: str) -> bytes:
-    """A QR code as PNG bytes (for the PDF)."""
-    buffer = io.BytesIO()
-    segno.make(content, error="m").save(buffer, kind="png", scale=8, border=2)
-    return buffer.getvalue()
 
 
 def _role(t: Translator, role: str, duty: str | None) -> str:

@@ -8,12 +8,10 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bot.core.i18n import Translator
-
-if TYPE_CHECKING:  # invitations imports this module: only the type is needed here
-    from bot.web.invitations import Card
+from bot.web.cards import Card
 
 
 def _fonts() -> Path:
