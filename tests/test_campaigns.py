@@ -342,6 +342,10 @@ async def test_cli_creates_previews_pauses_resumes_and_cancels(
         campaign = await session.get(Campaign, info["id"])
     assert campaign.status == "active"
     assert campaign.next_run_at == datetime(2027, 6, 7, 2, 0, tzinfo=UTC)  # Mon 7 June, 09:00
+    capsys.readouterr()
+    assert await asyncio.to_thread(run, "campaign", "list", "--json") == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert listed["next_run_at"] == "2027-06-07T09:00:00+07:00"  # local time, as printed
     assert await asyncio.to_thread(run, "campaign", "pause", str(info["id"])) == 0
     assert await asyncio.to_thread(run, "campaign", "cancel", str(info["id"])) == 0
     capsys.readouterr()

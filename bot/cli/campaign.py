@@ -87,9 +87,9 @@ async def cmd_campaign_create(args: argparse.Namespace) -> int:
         if args.start:
             await svc.change(session, campaign, "start", now=now, tz=settings.tz)
         info = {"id": campaign.id, "status": campaign.status, "schedule": schedule,
-                "next_run_at": campaign.next_run_at.isoformat() if campaign.next_run_at
-                else None, "targeted": reach.targeted, "reachable": reach.reachable,
-                "opted_out": reach.opted_out}
+                "next_run_at": campaign.next_run_at.astimezone(settings.tz).isoformat()
+                if campaign.next_run_at else None, "targeted": reach.targeted,
+                "reachable": reach.reachable, "opted_out": reach.opted_out}
         if args.json:
             print(json.dumps(info, ensure_ascii=False))
         else:
@@ -112,11 +112,14 @@ async def _campaign(session: AsyncSession, campaign_id: int) -> Any:
 
 async def cmd_campaign_list(args: argparse.Namespace) -> int:
     """List campaigns, newest first."""
+    settings = settings_or_fail()
+
     async def work(session: AsyncSession) -> int:
         rows = (await session.execute(select(Campaign).order_by(Campaign.id.desc()))).scalars()
         out = [{"id": c.id, "name": c.name, "status": c.status, "schedule": c.schedule,
-                "runs": c.runs_done,
-                "next_run_at": c.next_run_at.isoformat() if c.next_run_at else None}
+                "runs": c.runs_done,  # times as people there read them: local, with offset
+                "next_run_at": c.next_run_at.astimezone(settings.tz).isoformat()
+                if c.next_run_at else None}
                for c in rows]
         if args.json:
             print(json.dumps(out, ensure_ascii=False))
@@ -127,7 +130,7 @@ async def cmd_campaign_list(args: argparse.Namespace) -> int:
                   f"\t{c['schedule']}\t{c['name']}")
         return 0
 
-    return await with_session(settings_or_fail(), work)
+    return await with_session(settings, work)
 
 
 async def cmd_campaign_show(args: argparse.Namespace) -> int:
