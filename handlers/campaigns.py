@@ -11,7 +11,7 @@ from bot.core.choices import ChoiceData, choice_data
 from bot.core.context import Context, Router
 from bot.services import campaigns as svc
 from bot.services.content import library
-from storage.models import Campaign, CampaignRun, CampaignStatus, Role
+from storage.models import Campaign, CampaignRun, CampaignStatus
 
 FLOW = "campaign"
 AUDIENCES = {"parents": ["parent"], "staff": ["liaison"], "schools": ["parent", "liaison"],
@@ -38,7 +38,7 @@ class CampaignAction(ChoiceData):
 
 
 def _admin_areas(ctx: Context) -> list[int]:
-    return sorted({r.area_id for r in ctx.roles if r.role == Role.ADMIN and r.area_id})
+    return svc.admin_areas(ctx.roles)
 
 
 async def start(ctx: Context) -> None:
@@ -131,9 +131,8 @@ async def list_campaigns(ctx: Context) -> None:
     if not areas:
         ctx.reply("campaign.not_admin")
         return
-    rows = [c for c in (await ctx.session.execute(
-        select(Campaign).order_by(Campaign.id.desc()).limit(50))).scalars()
-        if await svc.in_scope(ctx.session, c, sorted(areas))]
+    rows = await svc.within(ctx.session, (await ctx.session.execute(
+        select(Campaign).order_by(Campaign.id.desc()).limit(50))).scalars(), sorted(areas))
     if not rows:
         ctx.reply("campaigns.none")
         return

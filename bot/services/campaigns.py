@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -170,10 +171,25 @@ async def send_preview(session: AsyncSession, campaign: Campaign, person_id: int
     return counted
 
 
-async def in_scope(session: AsyncSession, campaign: Campaign, admin_areas: list[int]) -> bool:
-    """Whether every area a campaign reaches lies within an admin's areas (and below)."""
-    return bool(admin_areas) and set(campaign.area_ids) <= set(
-        await subtree(session, admin_areas))
+def admin_areas(roles: Iterable[RoleAssignment]) -> list[int]:
+    """The areas a person administers (their campaigns may reach these and below)."""
+    return sorted({r.area_id for r in roles if r.role == Role.ADMIN and r.area_id})
+
+
+async def within(session: AsyncSession, campaigns: Iterable[Campaign],
+                 admin_area_ids: list[int]) -> list[Campaign]:
+    """The campaigns whose every area lies within an admin's areas (and below); the
+    admin's subtree is read once, however many campaigns are checked."""
+    if not admin_area_ids:
+        return []
+    scope = set(await subtree(session, admin_area_ids))
+    return [c for c in campaigns if set(c.area_ids) <= scope]
+
+
+async def in_scope(session: AsyncSession, campaign: Campaign,
+                   admin_area_ids: list[int]) -> bool:
+    """Whether one campaign lies within an admin's areas."""
+    return bool(await within(session, [campaign], admin_area_ids))
 
 
 def _audience(campaign: Campaign, areas: list[int]) -> Any:

@@ -761,6 +761,7 @@ class CaseService:
         return incident
 
     async def _alerted(self, incident: Incident) -> set[int]:
+        """Everyone an alert of this case went to (the timeline's "alerted" lines)."""
         rows = (await self.session.execute(select(IncidentEvent.data).where(
             IncidentEvent.incident_id == incident.id, IncidentEvent.kind == "alerted"))).scalars()
         return {int(d["person"]) for d in rows if d and d.get("person") is not None}
@@ -804,10 +805,7 @@ class CaseService:
         return incident, True
 
     async def _tell_other_alerted(self, actor: Actor, incident: Incident) -> None:
-        rows = (await self.session.execute(select(IncidentEvent.data).where(
-            IncidentEvent.incident_id == incident.id,
-            IncidentEvent.kind == "alerted"))).scalars()
-        others = {d.get("person") for d in rows} - {actor.person_id}
+        others = await self._alerted(incident) - {actor.person_id}
         name = actor.person.name if actor.person else None
         for person_id in sorted(p for p in others if p):
             await notify(self.session, person_id, lambda t: Outbound(t(

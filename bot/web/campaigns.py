@@ -31,7 +31,7 @@ SHOWN_RUNS = 12
 
 
 def _own_areas(page: Page) -> list[int]:
-    return sorted({r.area_id for r in page.person.roles if r.role == Role.ADMIN and r.area_id})
+    return svc.admin_areas(page.person.roles)
 
 
 async def _areas_in_tree_order(page: Page, allowed: set[int]) -> list[tuple[Area, int]]:
@@ -77,9 +77,9 @@ async def campaign_list(request: web.Request) -> web.Response:
     """The admin's campaigns, newest first, and the content library."""
     page = page_of(request)
     await admin_scope(page)
-    rows = [c for c in (await page.db.execute(
-        select(Campaign).order_by(Campaign.id.desc()).limit(200))).scalars()
-        if await svc.in_scope(page.db, c, _own_areas(page))]
+    rows = await svc.within(page.db, (await page.db.execute(
+        select(Campaign).order_by(Campaign.id.desc()).limit(200))).scalars(),
+        _own_areas(page))
     return page.render("campaigns.html", nav="campaigns", campaigns=rows,
                        items=list(_items().values()), repeat=_repeat_name)
 

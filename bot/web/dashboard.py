@@ -61,7 +61,7 @@ async def dead_messages(page: Page) -> int:
     stmt = select(func.count()).select_from(Outbox).where(
         Outbox.status == OutboxStatus.DEAD,
         or_(Outbox.last_error.is_(None), Outbox.last_error != campaigns.CANCELLED))
-    admin_of = [r.area_id for r in page.person.roles if r.role == Role.ADMIN and r.area_id]
+    admin_of = campaigns.admin_areas(page.person.roles)
     top = (await page.db.execute(select(func.count()).select_from(Area).where(
         Area.id.in_(admin_of), Area.parent_id.is_(None)))).scalar_one()
     if not top:
