@@ -22,6 +22,7 @@ from tests.auxil.people import (
     ADMIN_PHONE,
     CHIEF_QH,
     LIAISON_HX,
+    LIAISON_PL,
     OFFICER_BT,
     OFFICER_HX,
     PARENT_HX,
@@ -237,3 +238,23 @@ async def test_a_typed_answer_with_two_questions_waiting_asks_which_case(
     assert [data for _label, data in teacher.last_buttons()] == [
         f"case:reply:{first}", f"case:reply:{second}"]
     assert await as_(LIAISON_HX, lambda s, a: s.awaiting_answer(a)) != []  # nothing sent yet
+
+
+@pytest.mark.usefixtures("people")
+async def test_only_the_reporter_places_a_case_and_only_at_a_school_of_theirs(as_) -> None:
+    """Rule: CaseService.place moves a case only for its reporter, to one of their schools."""
+    case_id = await _report(as_)
+
+    def place(code: str) -> Callable[[CaseService, Actor], Awaitable[Any]]:
+        async def run(service: CaseService, actor: Actor) -> Any:
+            found = (await service.session.execute(
+                select(School).where(School.code == code))).scalar_one()
+            return await service.place(actor, case_id, found, Role.LIAISON)
+        return run
+
+    with pytest.raises(Refused):  # another school's liaison
+        await as_(LIAISON_PL, place("TH-PL"))
+    with pytest.raises(Refused):  # the reporter, but Phú Lệ is not one of her schools
+        await as_(LIAISON_HX, place("TH-PL"))
+    placed = await as_(LIAISON_HX, place("THCS-HX"))
+    assert placed.school.code == "THCS-HX"
