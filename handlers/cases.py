@@ -59,9 +59,9 @@ def _details(ctx: Context, view: CaseView) -> str:
     t, tz, incident = ctx.t, ctx.settings.tz, view.incident
     reporter = t("case.reporter.anonymous")
     if view.reporter is not None:
-        reporter = t("case.reporter.named", name=view.reporter.name or "—",
+        reporter = t("case.reporter.named", name=view.reporter_name or "—",
                      role=t(f"role.{incident.reporter_role}"),
-                     phone=view.reporter.phone or "—")
+                     phone=view.reporter_phone or "—")
     place = incident.place or "—"
     if incident.latitude is not None:
         place = f"https://maps.google.com/?q={incident.latitude},{incident.longitude}"

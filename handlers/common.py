@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from bot.core.channel import STRANGER_COMMANDS
 from bot.core.choices import ChoiceData, choice_data
 from bot.core.context import Context, Router
 from bot.core.messages import Choice
@@ -50,14 +51,30 @@ HELP_LINES: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
+def _commands_for(ctx: Context) -> list[str]:
+    """The commands this person's roles can use, in /help's order."""
+    held = {r.role for r in ctx.roles} | {"chief" for r in ctx.roles if r.duty == Duty.CHIEF}
+    return [command for command, who in HELP_LINES if held & set(who)]
+
+
+def command_menu(ctx: Context) -> list[tuple[str, str]]:
+    """The messenger's command menu for this person: /help's commands, in their language."""
+    names: list[str] = list(STRANGER_COMMANDS)
+    if ctx.roles:
+        names = _commands_for(ctx)
+        if "offduty" in names:
+            names.insert(names.index("offduty") + 1, "onduty")
+        names += ["menu", "help", "language"]
+    return [(name, ctx.t(f"command.{name}")) for name in names]
+
+
 def help_text(ctx: Context) -> str:
     """/help for this person: what their roles can do, then the hotlines; a stranger reads
     how to join."""
     t = ctx.t
     if not ctx.roles:
         return "\n\n".join([t("help.stranger"), t("help.hotlines")])
-    held = {r.role for r in ctx.roles} | {"chief" for r in ctx.roles if r.duty == Duty.CHIEF}
-    lines = [t(f"help.cmd.{command}") for command, who in HELP_LINES if held & set(who)]
+    lines = [t(f"help.cmd.{command}") for command in _commands_for(ctx)]
     lines += [t("help.cmd.menu"), t("help.cmd.language")]
     return "\n\n".join([t("help.intro"), "\n".join(lines), t("help.hotlines")])
 
@@ -178,3 +195,4 @@ def register(router: Router) -> None:
     router.choice(LanguageChoice)(choose_language)
     router.choice(MenuChoice)(menu_choice)
     router.default(plain_text)
+    router.command_menu(command_menu)

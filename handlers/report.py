@@ -22,6 +22,7 @@ from bot.services.cases import (
     occurred_text,
     occurred_value,
 )
+from bot.services.directory import PhoneError, normalise_phone
 from handlers.menus import main_menu
 from handlers.services import actor, case_service
 from storage.models import (
@@ -36,6 +37,9 @@ FLOW = "report"
 DESCRIPTION_MAX = 3000
 PLACE_MAX = 300
 CHILDREN_MAX = 200
+NAME_MAX = 120
+# A Vietnamese phone number as people type it: 0912 345 678, 0912.345.678, +84 912 345 678.
+PHONE_IN_TEXT = re.compile(r"(?:\+\s?84|0)(?:[\s.\-]?\d){8,10}")
 DRAFT_TTL = timedelta(hours=24)
 # Steps whose own answer may be a number: a typed number there is the answer, not an option.
 TYPED_NUMBERS_ARE_TEXT = ("children",)
@@ -97,9 +101,7 @@ def _offer_resume(ctx: Context) -> None:
 
 def _begin(ctx: Context) -> None:
     schools = reporter_schools(ctx)
-    only_parent = all(role == Role.PARENT for role in schools.values())
-    ctx.goto(FLOW, "danger", attachments=[], touched=ctx.clock.now().isoformat(),
-             anonymous=True if only_parent else None)
+    ctx.goto(FLOW, "danger", attachments=[], touched=ctx.clock.now().isoformat())
     if len(schools) == 1:
         ctx.update(school_id=next(iter(schools)))
     _ask(ctx, "danger")
@@ -143,10 +145,18 @@ def _ask(ctx: Context, step: str) -> None:
         ctx.reply("report.where", choices=[ReportChoice("skip").choice(t("report.skip"))])
     elif step == "children":
         ctx.reply("report.children", choices=[ReportChoice("skip").choice(t("report.unknown"))])
+    elif step == "anonymous" and _as_parent(ctx):
+        # A parent is anonymous unless they choose otherwise: that option comes first.
+        ctx.reply("report.anonymous_parent", choices=[
+            ReportChoice("anon", "yes").choice(t("report.anonymous_parent.yes")),
+            ReportChoice("anon", "no").choice(t("report.anonymous_parent.no"))])
     elif step == "anonymous":
         ctx.reply("report.anonymous", choices=[
             ReportChoice("anon", "no").choice(t("report.anonymous.no")),
             ReportChoice("anon", "yes").choice(t("report.anonymous.yes"))])
+    elif step == "contact":
+        ctx.reply("report.contact", choices=[
+            ReportChoice("anon", "yes").choice(t("report.anonymous_parent.yes"))])
     elif step == "summary":
         ctx.reply_text(_summary(ctx), choices=[
             ReportChoice(action).choice(t(f"report.{action}"))
@@ -160,10 +170,23 @@ def _ask(ctx: Context, step: str) -> None:
 def _applies(ctx: Context, step: str) -> bool:
     if step == "school":
         return len(reporter_schools(ctx)) > 1
-    if step == "anonymous":
-        return any(role == Role.LIAISON for role in reporter_schools(ctx).values()) or \
-            bool(ctx.conversation.data.get("editing"))
     return True
+
+
+def _as_parent(ctx: Context) -> bool:
+    """Whether this report is a parent's: at the school chosen, or at every school."""
+    schools = reporter_schools(ctx)
+    chosen = ctx.conversation.data.get("school_id")
+    if chosen in schools:
+        return schools[chosen] == Role.PARENT
+    return all(role == Role.PARENT for role in schools.values())
+
+
+def _contact_needed(ctx: Context) -> bool:
+    """A named report the police could not answer: the directory has no name or phone for
+    this person (parents join with a school's code and leave neither)."""
+    person = ctx.person
+    return person is None or not (person.name and person.phone)
 
 
 async def _next(ctx: Context, after: str) -> None:
@@ -218,10 +241,19 @@ def _summary(ctx: Context) -> str:
         t("report.summary.where", value=_place_text(ctx)),
         t("report.summary.children", value=data.get("children") or t("report.unknown")),
         t("report.summary.attachments", value=len(data.get("attachments", []))),
-        t("report.summary.anonymous",
-          value=t("report.anonymous.yes") if data.get("anonymous") else t("report.anonymous.no")),
+        t("report.summary.anonymous", value=_identity_text(ctx)),
     ]
     return "\n".join(lines)
+
+
+def _identity_text(ctx: Context) -> str:
+    t, data = ctx.t, ctx.conversation.data
+    if data.get("anonymous") is False or (data.get("anonymous") is None and not _as_parent(ctx)):
+        if data.get("contact_phone"):
+            return t("report.summary.named_contact", name=data.get("contact_name"),
+                     phone=data["contact_phone"])
+        return t("report.anonymous.no")
+    return t("report.anonymous.yes")
 
 
 def _when_text(ctx: Context) -> str:
@@ -399,6 +431,42 @@ async def _anonymous(ctx: Context, chosen: ReportChoice | None, text: str) -> bo
     if anonymous not in ("yes", "no"):
         return False
     ctx.update(anonymous=anonymous == "yes")
+    if anonymous == "yes":
+        ctx.update(contact_name=None, contact_phone=None)
+    elif _contact_needed(ctx):
+        ctx.conversation.step = "contact"
+        _ask(ctx, "contact")
+        return True
+    await _next(ctx, "anonymous")
+    return True
+
+
+def read_contact(text: str) -> tuple[str, str] | None:
+    """A name and a phone typed in one message, in either order («Nguyễn Thị Hoa,
+    0912 345 678»); None unless both are there."""
+    found = PHONE_IN_TEXT.search(text)
+    if found is None:
+        return None
+    try:
+        phone = normalise_phone(found.group(0))
+    except PhoneError:
+        return None
+    name = " ".join((text[:found.start()] + " " + text[found.end():]).replace(",", " ")
+                    .replace(";", " ").replace("-", " ").split()).strip(" .:")
+    if len(name) < 2 or any(ch.isdigit() for ch in name):
+        return None
+    return name[:NAME_MAX], phone
+
+
+async def _contact(ctx: Context, chosen: ReportChoice | None, text: str) -> bool:
+    if _answer(chosen, "anon") == "yes":  # changed their mind: anonymous after all
+        return await _anonymous(ctx, chosen, text)
+    contact = read_contact(text) if text else None
+    if contact is None:  # say what is missing, with the way out; the step stays
+        ctx.reply("report.contact.invalid", choices=[
+            ReportChoice("anon", "yes").choice(ctx.t("report.anonymous_parent.yes"))])
+        return True
+    ctx.update(contact_name=contact[0], contact_phone=contact[1])
     await _next(ctx, "anonymous")
     return True
 
@@ -426,7 +494,8 @@ async def _edit(ctx: Context, chosen: ReportChoice | None, text: str) -> bool:
 _STEPS = {
     "danger": _danger, "category": _category, "school": _school,
     "description": _description, "when": _when, "when_date": _when_date, "where": _where,
-    "children": _children, "anonymous": _anonymous, "summary": _summary_step, "edit": _edit,
+    "children": _children, "anonymous": _anonymous, "contact": _contact,
+    "summary": _summary_step, "edit": _edit,
 }
 
 
@@ -471,7 +540,8 @@ def _draft(ctx: Context) -> Draft:
     return Draft(category=data.get("category"), description=data.get("description"),
                  occurred=data.get("occurred"), place=data.get("place"),
                  latitude=data.get("lat"), longitude=data.get("lon"),
-                 children=data.get("children"), anonymous=data.get("anonymous"))
+                 children=data.get("children"), anonymous=data.get("anonymous"),
+                 contact_name=data.get("contact_name"), contact_phone=data.get("contact_phone"))
 
 
 def _unstored_attachments(ctx: Context) -> list[list[Any]]:

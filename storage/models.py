@@ -162,6 +162,9 @@ class Account(Base):
     code_failures: Mapped[int] = mapped_column(Integer, default=0)
     code_window_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     code_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Which command menu the messenger was last told to show this chat (Telegram's
+    # setMyCommands): a digest of the commands and their language; None = the default menu.
+    commands_digest: Mapped[str | None] = mapped_column(String(32))
 
     person: Mapped[Person | None] = relationship(back_populates="accounts", lazy="selectin")
 
@@ -434,6 +437,9 @@ class Incident(Base):
     reporter_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
     reporter_role: Mapped[str] = mapped_column(String(16))
     anonymous: Mapped[bool] = mapped_column(default=False)
+    # What a named reporter the directory does not know (a parent) left for the police.
+    reporter_name: Mapped[str | None] = mapped_column(String(255))
+    reporter_phone: Mapped[str | None] = mapped_column(String(32))
     urgent: Mapped[bool] = mapped_column(default=False)
     category: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default=IncidentStatus.NEW, index=True)

@@ -14,8 +14,11 @@ from tests.auxil.helpers import account, eventually
 
 
 async def _rows(sessions) -> list[Outbox]:
+    """The messages queued (not the chats' command menus, which ride the outbox too)."""
     async with sessions() as session:
-        return list((await session.execute(select(Outbox).order_by(Outbox.id))).scalars())
+        return list((await session.execute(
+            select(Outbox).where(Outbox.idempotency_key.not_like("commands:%"))
+            .order_by(Outbox.id))).scalars())
 
 
 def _attempts(fake: FakeTelegram, chat_id: int) -> int:

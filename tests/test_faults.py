@@ -446,7 +446,7 @@ async def test_a_person_who_floods_the_bot_gets_every_answer_and_one_polite_noti
     for _ in range(45):
         fake_telegram.user_message(flooder, "/help")
     fake_telegram.user_message(other, "/help")
-    notice = "gửi tin nhắn rất nhanh"
+    notice = "được gửi rất nhanh"
     await wait_until(lambda: len([t for t in fake_telegram.texts(flooder)
                                   if notice not in t]) >= 45, 60,
                      "not every message of the flood was answered")

@@ -9,7 +9,7 @@ import pytest
 
 from bot.app import App
 from bot.core.clock import FakeClock
-from storage.models import Redemption, Role, RoleAssignment
+from storage.models import Outbox, Redemption, Role, RoleAssignment
 from tests.auxil.fake_telegram import FakeTelegram
 from tests.auxil.helpers import account, count, invite, parent_code
 
@@ -185,3 +185,39 @@ async def test_an_edited_start_is_a_start_and_a_strangers_photo_gets_the_welcome
     fake_telegram.edit(609, f"/start {code}")
     texts = await fake_telegram.wait_texts(609, 3)
     assert "phụ huynh" in texts[2] and "Trường Tiểu học Phú Lệ" in texts[2]
+
+
+async def test_each_person_sees_their_own_roles_commands_in_telegrams_menu(
+        app: App, fake_telegram: FakeTelegram, sessions, clock) -> None:
+    """Telegram's "/" menu lists what a person can do: a stranger how to join, a parent never
+    /offduty or /campaign, an officer /offduty and /onduty; in the person's language."""
+    await fake_telegram.wait_for(lambda: ("default", "en") in fake_telegram.menus)
+    assert [c for c, _ in fake_telegram.menus[("default", "")]] == ["start", "help", "language"]
+    assert fake_telegram.menus[("default", "")][0][1].startswith("Bắt đầu")
+    assert fake_telegram.menus[("default", "en")][0][1].startswith("Start")
+
+    code = await parent_code(sessions, "TH-PL")
+    fake_telegram.user_message(611, f"/start {code}")
+    await fake_telegram.wait_for(lambda: ("611", "") in fake_telegram.menus)
+    parent = dict(fake_telegram.menus[("611", "")])
+    assert {"report", "mycases", "topics", "help"} <= set(parent)
+    assert not {"offduty", "campaign", "cases", "stats"} & set(parent)
+    assert parent["report"] == "Báo tin vụ việc"
+
+    code = await invite(sessions, clock, "officer", area_code="HX", person_phone="0912345678")
+    fake_telegram.user_message(612, f"/start {code}")
+    await fake_telegram.wait_for(lambda: ("612", "") in fake_telegram.menus)
+    officer = [c for c, _ in fake_telegram.menus[("612", "")]]
+    assert officer.index("onduty") == officer.index("offduty") + 1
+    assert "cases" in officer and "report" not in officer
+
+    fake_telegram.menus.pop(("612", ""))
+    fake_telegram.press(612, "lang:en")
+    await fake_telegram.wait_for(lambda: ("612", "") in fake_telegram.menus)
+    assert dict(fake_telegram.menus[("612", "")])["cases"] == "Cases to handle"
+    # The same menu is not set again on every message (it would be queued with the reply).
+    menus = Outbox.idempotency_key.like("commands:%")
+    queued = await count(sessions, Outbox, menus)
+    fake_telegram.user_message(612, "/help")
+    await fake_telegram.wait_texts(612, 3)
+    assert await count(sessions, Outbox, menus) == queued

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.app import App
+from handlers.report import read_contact
 from storage.models import Incident, IncidentEvent
 from tests.auxil.fake_telegram import FakeTelegram
 from tests.auxil.people import (
@@ -41,7 +42,7 @@ async def _events(sessions, incident_id: int) -> list[str]:
             IncidentEvent.incident_id == incident_id).order_by(IncidentEvent.id))).scalars())
 
 
-async def file_report(chat: Chat, *, category: str = "bullying", anonymous: bool | None = False,
+async def file_report(chat: Chat, *, category: str = "bullying", anonymous: bool = False,
                       description: str = "Một nhóm học sinh lớp 8 đánh một bạn lớp 6 ở cổng "
                                           "trường sau giờ tan học.", when: str = "today") -> str:
     """Walk the whole non-urgent flow; return the confirmation text."""
@@ -52,9 +53,8 @@ async def file_report(chat: Chat, *, category: str = "bullying", anonymous: bool
     assert "ở đâu" in (await chat.tap(f"report:when:{when}"))[0]
     await chat.tap("report:skip")
     last = await chat.say("2 em, 11 và 13 tuổi")
-    if anonymous is not None:
-        assert "công an có được biết" in last[0].lower()
-        last = await chat.tap("report:anon:yes" if anonymous else "report:anon:no")
+    assert "danh tính" in last[0].lower()
+    last = await chat.tap("report:anon:yes" if anonymous else "report:anon:no")
     assert "Kiểm tra lại báo cáo" in last[0]
     [received] = await chat.tap("report:send")
     return received
@@ -282,8 +282,11 @@ async def test_named_report_shows_the_reporter_to_the_officer_only(
 @pytest.mark.usefixtures("people")
 async def test_parent_reports_anonymously_by_default(
         app: App, fake_telegram: FakeTelegram, sessions) -> None:
-    received = await file_report(Chat(fake_telegram, PARENT_HX), anonymous=None,
-                                 category="cyberbullying")
+    parent = Chat(fake_telegram, PARENT_HX)
+    received = await file_report(parent, anonymous=True, category="cyberbullying")
+    asked = next(p for p in reversed(fake_telegram.sent(PARENT_HX)) if "danh tính" in p["text"])
+    assert "Anh/chị" in asked["text"]
+    assert fake_telegram.buttons(asked)[0][1] == "report:anon:yes"  # anonymity comes first
     [incident] = await _incidents(sessions)
     assert incident.ref in received
     assert incident.anonymous and incident.reporter_role == "parent"
@@ -490,10 +493,49 @@ async def test_edited_message_is_explained_and_the_question_repeated(
 
 
 @pytest.mark.usefixtures("people")
+async def test_a_parent_may_choose_to_be_named_and_leave_a_phone_for_the_officer(
+        app: App, fake_telegram: FakeTelegram, sessions) -> None:
+    """Parents join with the school's code and leave no name: one who chooses to be named
+    types a name and phone, which the officer reads on the case (and nobody else's case)."""
+    parent = Chat(fake_telegram, PARENT_HX)
+    await parent.say("/report")
+    await parent.tap("report:danger:no")
+    await parent.tap("report:cat:bullying")
+    await parent.say("Con tôi bị nhóm bạn cùng lớp chặn đường đòi tiền.")
+    await parent.tap("report:when:today")
+    await parent.tap("report:skip")
+    await parent.say("1 em")
+    [contact] = await parent.tap("report:anon:no")
+    assert "họ tên và số điện thoại" in contact
+    [again] = await parent.say("Nguyễn Thị Hoa")  # no phone: asked again, not lost
+    assert "Chưa đọc được" in again
+    assert [data for _, data in parent.last_buttons()] == ["report:anon:yes"]
+    [summary] = await parent.say("Nguyễn Thị Hoa, 0912.345.678")
+    assert "Nguyễn Thị Hoa, +84912345678" in summary
+    received = await parent.tap("report:send")
+    [incident] = await _incidents(sessions)
+    assert incident.ref in received[0]
+    assert not incident.anonymous and incident.reporter_name == "Nguyễn Thị Hoa"
+    officer = Chat(fake_telegram, OFFICER_HX)
+    await officer.wait(1)
+    [details] = await officer.tap(f"case:view:{incident.id}")
+    assert "Nguyễn Thị Hoa" in details and "+84912345678" in details
+
+
+def test_a_name_and_phone_are_read_however_they_are_typed() -> None:
+    assert read_contact("Nguyễn Thị Hoa 0912 345 678") == ("Nguyễn Thị Hoa", "+84912345678")
+    assert read_contact("0912-345-678 - Trần Văn Bình") == ("Trần Văn Bình", "+84912345678")
+    assert read_contact("+84 912 345 678, Lò Thị Mai.") == ("Lò Thị Mai", "+84912345678")
+    assert read_contact("Nguyễn Thị Hoa") is None
+    assert read_contact("0912345678") is None
+    assert read_contact("Hoa 0123") is None
+
+
+@pytest.mark.usefixtures("people")
 async def test_reporter_answer_with_a_voice_note_reaches_the_officer(
         app: App, fake_telegram: FakeTelegram, sessions) -> None:
     parent = Chat(fake_telegram, PARENT_HX)
-    await file_report(parent, anonymous=None)
+    await file_report(parent, anonymous=True)
     [incident] = await _incidents(sessions)
     officer = Chat(fake_telegram, OFFICER_HX)
     await officer.wait(1)

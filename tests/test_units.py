@@ -23,6 +23,15 @@ def test_catalogues_have_the_same_keys_and_placeholders() -> None:
     assert Translator("xx").language == "vi"  # unknown languages fall back to Vietnamese
 
 
+
+def test_vietnamese_messages_do_not_call_the_reader_ban() -> None:
+    """Officers are «đồng chí», parents «anh/chị», everyone else is addressed neutrally;
+    «bạn» (the casual "you") reads wrong from a government programme. «một bạn» (a pupil)
+    stays: it is about a child, not to the reader."""
+    casual = re.compile(r"(^|[.!?:]\s+|\n)Bạn\b|\b(của|cho|với|nếu|khi) bạn\b", re.IGNORECASE)
+    found = [key for key, text in catalogues()["vi"].items() if casual.search(text)]
+    assert found == []
+
 def test_every_message_key_used_in_code_exists() -> None:
     root = Path(__file__).resolve().parents[1]
     used = set()

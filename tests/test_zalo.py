@@ -147,7 +147,7 @@ async def test_typed_answers_work_as_people_type_them(
     await teacher.say("/report")
     await teacher.say("khong")  # "Không" (not in danger now), typed without diacritics
     [which] = await teacher.say("bao luc")  # physical violence, or family violence?
-    assert "Bạn muốn chọn mục nào?" in which
+    assert "Xin chọn một mục:" in which
     assert "1. Bạo lực thể chất\n2. Bạo lực gia đình" in which and "3." not in which
     [described] = await teacher.say("2")
     assert "mô tả" in described.lower()
@@ -155,7 +155,7 @@ async def test_typed_answers_work_as_people_type_them(
     await teacher.say("hom nay")
     await teacher.say("Ở nhà")
     [next_step] = await teacher.say("1")  # one child: not option 1 ("Không rõ")
-    assert "công an có được biết" in next_step.lower()
+    assert "cho công an biết danh tính" in next_step.lower()
     await teacher.say("1")
     await teacher.say("1")  # send
     [incident] = await _all(sessions, Incident)

@@ -15,6 +15,8 @@ import aiohttp
 from aiohttp import web
 from telegram import (
     Bot,
+    BotCommand,
+    BotCommandScopeChat,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
@@ -39,6 +41,8 @@ from telegram.warnings import PTBUserWarning
 from bot.channels.base import BadPayload, supervised, unless_stopping, webhook_handler
 from bot.channels.pacing import Paced, Pacer
 from bot.core.channel import (
+    STRANGER_COMMANDS,
+    STRANGER_MENU_LANGUAGE,
     Accept,
     FatalChannelError,
     PermanentError,
@@ -49,6 +53,7 @@ from bot.core.channel import (
     departing,
     register_profile,
 )
+from bot.core.i18n import Translator
 from bot.core.messages import Attachment, Inbound, Outbound
 from bot.core.settings import Settings
 
@@ -59,7 +64,7 @@ warnings.filterwarnings("ignore", message=r".*do_api_request\(\"getUpdates\"",
                         category=PTBUserWarning)
 NAME = "telegram"
 # Bot API limits: 4096 characters a message, 1024 a caption; choices are inline buttons.
-PROFILE = Profile(NAME, text_limit=4096, caption_limit=1024, uploads=True)
+PROFILE = Profile(NAME, text_limit=4096, caption_limit=1024, uploads=True, commands=True)
 register_profile(PROFILE)
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 ALLOWED_UPDATES = ["message", "edited_message", "callback_query", "my_chat_member"]
@@ -290,6 +295,7 @@ class TelegramChannel(Paced):
                                  f"{self.settings.telegram_api_url} ({exc.message})") from exc
         self._initialised = True
         self._stopping.clear()
+        await self._default_menu()
         try:
             if self.webhook:
                 secret = self.settings.telegram_webhook_secret
@@ -313,6 +319,21 @@ class TelegramChannel(Paced):
             supervised(NAME, self._poll, self._stopping, on_restart=self._restarted),
             name="telegram-polling")
         _LOGGER.info("Telegram long polling started")
+
+    async def _default_menu(self) -> None:
+        """The command menu of chats the bot has not given their own (people who have not
+        joined yet): Vietnamese for everyone, English for those whose Telegram is in English.
+        A member's menu follows their roles (set per chat, see `send`)."""
+        for language, code in ((STRANGER_MENU_LANGUAGE, None), ("en", "en")):
+            t = Translator(language, NAME)
+            try:
+                await self.bot.set_my_commands(
+                    [BotCommand(name, t(f"command.{name}")) for name in STRANGER_COMMANDS],
+                    language_code=code)
+            except TelegramError as exc:  # a menu is a convenience: never stop the bot for it
+                _LOGGER.warning("Could not set Telegram's default command menu (%s)",
+                                type(exc).__name__)
+                return
 
     async def _fetch(self, offset: int | None) -> Any:
         """One getUpdates call, returning the raw JSON list (parsed by us, defensively)."""
@@ -535,6 +556,11 @@ class TelegramChannel(Paced):
         """Send one message; translate Telegram's errors for the worker."""
         markup = render_markup(message)
         try:
+            if message.commands is not None:  # this chat's command menu, not a message
+                await self.bot.set_my_commands(
+                    [BotCommand(name, about) for name, about in message.commands],
+                    scope=BotCommandScopeChat(int(chat_id)))
+                return ""
             if message.media is None:  # the common case, at the messenger's full pace
                 return await self._send_text(chat_id, message.text, markup)
             sent = await self._send_media(int(chat_id), message, markup)

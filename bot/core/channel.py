@@ -36,7 +36,14 @@ class Profile:
     fit: Callable[[Outbound], Outbound] = _as_is
     # Whether a bot can upload a file (a workbook, a picture); if not, only a public URL.
     uploads: bool = False
+    # Whether the messenger shows a per-chat menu of commands the bot sets (Telegram).
+    commands: bool = False
 
+
+# The command menu of someone who has not joined (each has a `command.NAME` description).
+STRANGER_COMMANDS = ("start", "help", "language")
+# The language of the messenger-wide menu those people see unless their app is in English.
+STRANGER_MENU_LANGUAGE = "vi"
 
 # For a channel whose adapter is not loaded: the smallest limits of the messengers we know.
 FALLBACK = Profile("?", text_limit=2000, caption_limit=1024)

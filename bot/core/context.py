@@ -18,6 +18,7 @@ from bot.core.settings import Settings
 from storage.models import Account, Conversation, Person, Role, RoleAssignment
 
 Handler = Callable[["Context"], Awaitable[None]]
+CommandMenu = Callable[["Context"], list[tuple[str, str]]]
 C = TypeVar("C", bound=ChoiceData)
 
 
@@ -103,6 +104,7 @@ class Router:
         self.choices: dict[str, Handler] = {}
         self.flows: dict[str, Handler] = {}
         self.fallback: Handler | None = None
+        self.menu: CommandMenu | None = None
 
     def command(self, *names: str) -> Callable[[Handler], Handler]:
         """Register a handler for /name."""
@@ -125,6 +127,11 @@ class Router:
             self.flows[name] = fn
             return fn
         return register
+
+    def command_menu(self, fn: CommandMenu) -> CommandMenu:
+        """Register what a person's messenger lists as commands, [name, description]."""
+        self.menu = fn
+        return fn
 
     def default(self, fn: Handler) -> Handler:
         """Register what answers plain text outside any flow."""

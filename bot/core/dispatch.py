@@ -14,11 +14,12 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.core.channel import STRANGER_MENU_LANGUAGE, profile_of
 from bot.core.clock import Clock
 from bot.core.context import Context, Router, language_of, matching_choices
 from bot.core.i18n import Translator
 from bot.core.messages import Choice, Inbound, Outbound
-from bot.core.outbox import enqueue
+from bot.core.outbox import enqueue, set_command_menu
 from bot.core.settings import Settings
 from storage import db
 from storage.conversations import conversation_for
@@ -201,8 +202,22 @@ class Dispatcher:
                               key=f"flood:{account.id}:{window}", now=now,
                               priority=Priority.REPLY)
             await self._write_replies(ctx, now)
+            if self._own_menu(ctx):
+                # After the replies: a registration's menu follows its "welcome".
+                await set_command_menu(session, account, self.router.menu(ctx),
+                                       key=f"commands:{inbound.channel}:{inbound.event_id}",
+                                       now=now)
             conversation.updated_at = now
         return True
+
+    def _own_menu(self, ctx: Context) -> bool:
+        """Whether this chat needs a command menu of its own: a member's follows their roles;
+        a stranger who never had one sees the messenger-wide menu unless they chose another
+        language (no message per newcomer for what every chat already shows)."""
+        if self.router.menu is None or not profile_of(ctx.inbound.channel).commands:
+            return False
+        return bool(ctx.roles or ctx.account.commands_digest is not None
+                    or ctx.language != STRANGER_MENU_LANGUAGE)
 
     async def _account(self, session: AsyncSession, inbound: Inbound) -> Account:
         now = self.clock.now()

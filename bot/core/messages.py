@@ -77,6 +77,8 @@ class Outbound:
     choices: list[Choice] = field(default_factory=list)
     media: Media | None = None
     language: str | None = None  # for what a channel adds itself (a numbered menu's hint)
+    # Not a message: the chat's command menu to set, [command, description] (Telegram).
+    commands: list[tuple[str, str]] | None = None
 
     def to_payload(self) -> dict[str, Any]:
         """Serialise for the outbox row."""
@@ -85,14 +87,18 @@ class Outbound:
         if self.media is not None:
             m = self.media
             payload["media"] = [m.kind, m.ref, m.channel, m.path]
+        if self.commands is not None:
+            payload["commands"] = [list(c) for c in self.commands]
         return payload
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> Outbound:
         """Rebuild from an outbox row."""
         media = Media(*payload["media"]) if payload.get("media") else None
+        commands = payload.get("commands")
         return cls(payload["text"], [Choice(k, label) for k, label in payload.get("choices", [])],
-                   media)
+                   media, commands=None if commands is None else
+                   [(name, about) for name, about in commands])
 
 
 def utf16_units(text: str) -> int:

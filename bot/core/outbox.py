@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime
 from typing import Any
 
@@ -77,6 +79,24 @@ async def enqueue(
     """Queue message for account under an idempotency key; a repeated key is a no-op."""
     await insert_rows(session, outbox_rows(account, message, key=key, now=now,
                                            priority=priority))
+
+
+async def set_command_menu(session: AsyncSession, account: Account,
+                           commands: list[tuple[str, str]], *, key: str, now: datetime) -> bool:
+    """Queue the chat's command menu (Telegram's setMyCommands) when it differs from the one
+    the messenger was last given; a row like any message, so it is retried and never lost.
+    Returns whether one was queued."""
+    digest = hashlib.sha256(json.dumps(commands, ensure_ascii=False).encode()).hexdigest()[:32]
+    if account.commands_digest == digest:
+        return False
+    account.commands_digest = digest
+    await insert_rows(session, [{
+        "idempotency_key": key, "account_id": account.id, "channel": account.channel,
+        "chat_id": account.external_id, "priority": int(Priority.NOTICE),
+        "payload": Outbound("", commands=commands).to_payload(),
+        "status": OutboxStatus.PENDING, "attempts": 0, "next_attempt_at": now,
+        "created_at": now}])
+    return True
 
 
 async def preferred_account(session: AsyncSession, person_id: int) -> Account | None:

@@ -416,6 +416,9 @@ class Draft:
     children: str | None = None
     anonymous: bool | None = None
     attachments: list[list[Any]] = field(default_factory=list)
+    # A named reporter's own contact, when the directory has none (a parent's name, phone).
+    contact_name: str | None = None
+    contact_phone: str | None = None
 
 
 @dataclass(frozen=True)
@@ -425,6 +428,20 @@ class CaseView:
     incident: Incident
     reporter: Person | None
     timeline: list[IncidentEvent]
+
+    @property
+    def reporter_name(self) -> str | None:
+        """The named reporter's name: what they left with the case, else the directory's."""
+        if self.reporter is None:
+            return None
+        return self.incident.reporter_name or self.reporter.name
+
+    @property
+    def reporter_phone(self) -> str | None:
+        """The named reporter's phone, the same way."""
+        if self.reporter is None:
+            return None
+        return self.incident.reporter_phone or self.reporter.phone
 
 
 @dataclass(frozen=True)
@@ -1107,3 +1124,7 @@ def _fill(incident: Incident, draft: Draft) -> None:
     incident.children = draft.children
     if draft.anonymous is not None:
         incident.anonymous = bool(draft.anonymous)
+    # A contact is kept only with a named report: choosing anonymity again drops it.
+    named = not incident.anonymous
+    incident.reporter_name = draft.contact_name if named else None
+    incident.reporter_phone = draft.contact_phone if named else None

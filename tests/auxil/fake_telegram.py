@@ -52,6 +52,8 @@ class FakeTelegram(LoopbackServer):
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # file_id: body, type
     updates_served: int = 0  # updates handed out by getUpdates (counting repeats)
     highest_confirmed: int = 0  # the highest offset a getUpdates call confirmed
+    # setMyCommands as Telegram keeps it: (chat id or scope type, language code) -> commands
+    menus: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
@@ -254,6 +256,19 @@ class FakeTelegram(LoopbackServer):
         return True
 
     async def api_setWebhook(self, _params: dict[str, Any]) -> bool:
+        return True
+
+    async def api_setMyCommands(self, params: dict[str, Any]) -> bool | web.Response:
+        commands = params.get("commands")
+        commands = json.loads(commands) if isinstance(commands, str) else commands
+        if not commands or any(not 1 <= len(c["command"]) <= 32 or
+                               c["command"] != c["command"].lower() or
+                               not 1 <= len(c["description"]) <= 256 for c in commands):
+            return _error(400, "Bad Request: BOT_COMMAND_INVALID")
+        scope = params.get("scope")
+        scope = json.loads(scope) if isinstance(scope, str) else (scope or {"type": "default"})
+        key = (str(scope.get("chat_id", scope["type"])), params.get("language_code") or "")
+        self.menus[key] = [(c["command"], c["description"]) for c in commands]
         return True
 
     async def api_answerCallbackQuery(self, _params: dict[str, Any]) -> bool:
