@@ -17,6 +17,7 @@ from bot.channels.zalo import ZaloChannel
 from bot.core.channel import Channel, FatalChannelError, TransientError
 from bot.core.clock import Clock
 from bot.core.dispatch import Dispatcher
+from bot.core.i18n import Translator
 from bot.core.inbox import Inbox
 from bot.core.messages import Inbound
 from bot.core.settings import Settings
@@ -43,24 +44,28 @@ T = TypeVar("T")
 
 
 class ConfigError(Exception):
-    """The settings cannot work; the message says what to change."""
+    """The settings cannot work; `text(t)` says what to change (str() is the English)."""
+
+    def __init__(self, key: str, **values: object) -> None:
+        self.key, self.values = key, values
+        super().__init__(self.text(Translator("en")))
+
+    def text(self, t: Translator) -> str:
+        """The sentence in t's language."""
+        return t(f"config.problem.{self.key}", **self.values)
 
 
 def check_settings(settings: Settings) -> None:
     """Refuse settings that cannot run, with one sentence an operator can act on."""
     if settings.telegram_token is None and settings.zalo_token is None:
-        raise ConfigError("SAFESCHOOL_TELEGRAM_TOKEN is not set (nor SAFESCHOOL_ZALO_TOKEN): "
-                          "create a bot with @BotFather and put its token in the environment "
-                          "or in .env")
+        raise ConfigError("no_token")
     for name in ("telegram", "zalo"):
         if getattr(settings, f"{name}_webhook_url") and \
                 getattr(settings, f"{name}_webhook_secret") is None:
-            raise ConfigError(f"SAFESCHOOL_{name.upper()}_WEBHOOK_URL is set but "
-                              f"SAFESCHOOL_{name.upper()}_WEBHOOK_SECRET is not: "
-                              "webhooks need a secret")
+            raise ConfigError("webhook_secret", channel=name.upper())
     secret = settings.zalo_webhook_secret
     if secret is not None and not 8 <= len(secret.get_secret_value()) <= 256:
-        raise ConfigError("SAFESCHOOL_ZALO_WEBHOOK_SECRET must be 8 to 256 characters long")
+        raise ConfigError("zalo_secret_length")
 
 
 class App:

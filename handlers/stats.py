@@ -66,7 +66,7 @@ async def flow(ctx: Context) -> None:
         match = _RANGE.match(ctx.inbound.text)
         try:
             if match is None:
-                raise periods.PeriodError("no range")
+                raise periods.PeriodError("date_unreadable", text=ctx.inbound.text)
             period = periods.custom(periods.parse_date(match[1]), periods.parse_date(match[2]))
         except periods.PeriodError:
             ctx.reply("stats.custom_bad")

@@ -279,8 +279,10 @@ async def test_outreach_is_counted_per_area(
         assert await asyncio.to_thread(main, ["campaign", "show", str(campaign_id)]) == 0
     finally:
         del os.environ["SAFESCHOOL_DATABASE_URL"]
-    table = capsys.readouterr().out
-    assert "HX" in table and "PL" in table and "targeted" in table
+    table = capsys.readouterr().out.splitlines()
+    assert "đã gửi" in table[2] and "đang chờ" in table[2]  # the columns, in Vietnamese
+    pl_row = next(line.split() for line in table if line.split()[:1] == ["PL"])
+    assert pl_row[1:4] == ["2", "1", "1"]  # targeted, sent, failed: the figures above
 
 
 async def test_admin_creates_a_campaign_in_the_chat_with_preview_and_reach(
@@ -350,10 +352,13 @@ async def test_cli_creates_previews_pauses_resumes_and_cancels(
     assert await asyncio.to_thread(run, "campaign", "cancel", str(info["id"])) == 0
     capsys.readouterr()
     assert await asyncio.to_thread(run, "campaign", "resume", str(info["id"])) == 2
+    assert "«đã hủy»" in capsys.readouterr().err
+    assert await asyncio.to_thread(run, "campaign", "resume", str(info["id"]), "--lang",
+                                   "en") == 2
     assert "cancelled" in capsys.readouterr().err
     assert await asyncio.to_thread(run, "campaign", "create", "--area", "QH", "--text-vi",
                                    "Thử", "--cron", "every monday") == 2
-    assert "cannot read the schedule" in capsys.readouterr().err
+    assert "Không đọc được lịch gửi" in capsys.readouterr().err
 
 
 def test_content_library_is_complete_and_fits_every_channel() -> None:

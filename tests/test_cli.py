@@ -30,13 +30,16 @@ def _import(folder: Path) -> None:
 
 def test_directory_import_and_show(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _import(env)
-    out = capsys.readouterr().out
-    assert "areas: 5 new, 0 updated" in out
+    out = capsys.readouterr().out  # Vietnamese unless asked otherwise: a district office's
+    assert "Địa bàn: 5 mới, 0 cập nhật" in out
     assert main(["directory", "show"]) == 0
     tree = capsys.readouterr().out.splitlines()
     assert tree[0].startswith("TH  Tỉnh Thanh Hóa (tỉnh)")
+    assert any(line.startswith("    HX  Xã Hồi Xuân (xã) — trường 1, cán bộ công an 2, "
+                               "giáo viên đầu mối 1") for line in tree)
+    assert main(["directory", "show", "--lang", "en"]) == 0  # --lang after the command too
     assert any(line.startswith("    HX  Xã Hồi Xuân (xã) — schools 1, officers 2, liaisons 1")
-               for line in tree)
+               for line in capsys.readouterr().out.splitlines())
 
 
 def test_bad_import_exits_1_and_lists_every_problem(
@@ -45,6 +48,10 @@ def test_bad_import_exits_1_and_lists_every_problem(
     bad.write_text("name,phone,area_code,duty\nA,0912345678,NOPE,primary\nB,1,NOPE,x\n",
                    encoding="utf-8")
     assert main(["directory", "import", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "Tệp officers.csv, dòng 2: Không có địa bàn mã «NOPE»" in err
+    assert "Chưa nhập gì: cần sửa 4 lỗi." in err
+    assert main(["--lang=en", "directory", "import", str(bad)]) == 1
     err = capsys.readouterr().err
     assert "officers.csv:2: unknown area 'NOPE'" in err
     assert "officers.csv:3: bad duty 'x'" in err
@@ -68,12 +75,14 @@ def test_invite_create_json_has_code_and_deep_link(
 def test_invite_create_refuses_a_scope_that_does_not_fit(
         env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _import(env)
-    assert main(["invite", "create", "--role", "liaison", "--area", "HX"]) == 2
+    assert main(["invite", "create", "--role", "liaison", "--area", "HX", "--lang", "en"]) == 2
     assert "needs --school" in capsys.readouterr().err
     assert main(["invite", "create", "--role", "officer", "--area", "XX"]) == 2
+    assert "Danh bạ không có địa bàn mã «XX»." in capsys.readouterr().err
+    assert main(["invite", "create", "--role", "officer", "--area", "XX", "--lang", "en"]) == 2
     assert "no area with code 'XX'" in capsys.readouterr().err
     assert main(["invite", "create", "--role", "officer", "--area", "HX",
-                 "--expires", "soon"]) == 2
+                 "--expires", "soon", "--lang", "en"]) == 2
     assert "cannot read the duration" in capsys.readouterr().err
 
 
@@ -81,14 +90,23 @@ def test_invite_export_gives_everyone_unlinked_a_personal_code(
         env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _import(env)
     out = env / "codes.xlsx"
+    capsys.readouterr()
     assert main(["invite", "export", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"Đã ghi 6 mã mời cá nhân vào {out}"
     rows = list(load_workbook(out).active.iter_rows(values_only=True))
-    assert rows[0][:3] == ("name", "phone", "role")
+    assert rows[0][:4] == ("Họ và tên", "Số điện thoại", "Vai trò", "Nhiệm vụ")
     assert len(rows) == 1 + 6
+    assert {r[2] for r in rows[1:]} == {"Cán bộ công an phụ trách địa bàn",
+                                        "Cán bộ đầu mối của nhà trường"}
     codes = {r[6] for r in rows[1:]}
     assert len(codes) == 6
-    # Exporting again reuses the still-valid codes instead of minting new ones.
-    assert main(["invite", "export", "--out", str(out)]) == 0
+    # Exporting again reuses the still-valid codes instead of minting new ones; --json
+    # prints what the workbook holds, with the stable English names.
+    assert main(["invite", "export", "--out", str(out), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["file"] == str(out) and printed["count"] == 6
+    assert {i["code"] for i in printed["invitations"]} == codes
+    assert {i["role"] for i in printed["invitations"]} == {"officer", "liaison"}
     again = {r[6] for r in list(load_workbook(out).active.iter_rows(values_only=True))[1:]}
     assert again == codes
 
@@ -114,14 +132,18 @@ def _run(args: list[str], env_vars: dict[str, str], cwd: Path) -> subprocess.Com
 def test_run_without_token_says_so_in_one_sentence(tmp_path: Path) -> None:
     result = _run(["run"], {"SAFESCHOOL_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}, tmp_path)
     assert result.returncode == 2
+    assert result.stderr.strip().startswith("safeschool: chưa đặt SAFESCHOOL_TELEGRAM_TOKEN")
+    result = _run(["run"], {"SAFESCHOOL_DATABASE_URL": f"sqlite:///{tmp_path}/x.db",
+                            "SAFESCHOOL_DEFAULT_LANGUAGE": "en"}, tmp_path)
     assert result.stderr.strip().startswith("safeschool: SAFESCHOOL_TELEGRAM_TOKEN is not set")
     assert "Traceback" not in result.stderr
 
 
 def test_unreachable_database_exits_2_without_traceback(tmp_path: Path) -> None:
     url = "postgresql://postgres:hunter2secret@127.0.0.1:9/nowhere"
-    result = _run(["run"], {"SAFESCHOOL_DATABASE_URL": url,
-                            "SAFESCHOOL_TELEGRAM_TOKEN": "123:abcdefgh"}, tmp_path)
+    result = _run(["run", "--lang", "en"], {"SAFESCHOOL_DATABASE_URL": url,
+                                            "SAFESCHOOL_TELEGRAM_TOKEN": "123:abcdefgh"},
+                  tmp_path)
     assert result.returncode == 2
     assert "cannot open the database postgresql://postgres:***@127.0.0.1:9/nowhere" \
         in result.stderr
@@ -139,7 +161,7 @@ def test_a_database_url_we_cannot_use_is_one_sentence_and_exit_2(
         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SAFESCHOOL_DATABASE_URL", url)
-    assert main(["db", "upgrade"]) == 2
+    assert main(["db", "upgrade", "--lang", "en"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("safeschool: SAFESCHOOL_DATABASE_URL is invalid: ") and says in err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
@@ -181,7 +203,7 @@ def test_version_and_json_directory_and_a_reimport_that_changes_nothing(
     assert main(["directory", "import", *paths, "--json"]) == 0
     first = json.loads(capsys.readouterr().out)
     assert first["areas"] == {"created": 5, "updated": 0} and first["rows"] > 5
-    assert main(["directory", "import", *paths]) == 0
+    assert main(["directory", "import", *paths, "--lang", "en"]) == 0
     assert "0 changed" in capsys.readouterr().out
     assert main(["directory", "show", "--json"]) == 0
     [province] = json.loads(capsys.readouterr().out)
@@ -224,7 +246,7 @@ async def test_directory_deactivate_ends_roles_and_reroutes_open_cases(
         assert any(key.startswith(f"alert:{case_id}:") for key in to_bao)
         assert (await session.execute(select(AuditEvent.via))).scalars().all() == ["cli"]
     assert await asyncio.to_thread(main, ["directory", "deactivate", "0999 999 999"]) == 2
-    assert "nobody in the directory" in capsys.readouterr().err
+    assert "danh bạ không có ai với số điện thoại" in capsys.readouterr().err
 
 
 async def test_invite_links_work_before_the_bot_ever_ran_when_a_token_is_set(

@@ -512,7 +512,7 @@ async def test_stats_json_on_the_command_line_is_the_contract(scenario, capsys,
 ])
 async def test_bad_stats_arguments_are_one_sentence_and_exit_2(directory, capsys, args,
                                                                says) -> None:
-    assert await _cli(*args) == 2
+    assert await _cli(*args, "--lang", "en") == 2
     err = capsys.readouterr().err
     assert says in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 

@@ -16,7 +16,8 @@ from importlib import metadata
 import bot.channels.telegram
 import bot.channels.zalo  # noqa: F401
 from bot.cli import campaign, directory, escalation, invite, run, stats
-from bot.cli.common import EXIT_USAGE, CliError
+from bot.cli.common import EXIT_USAGE, CliError, choose_language
+from bot.core.settings import LANGUAGES
 
 
 def _version() -> str:
@@ -30,15 +31,39 @@ def build_parser() -> argparse.ArgumentParser:
     """Describe every command and flag."""
     parser = argparse.ArgumentParser(prog="safeschool", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--lang", choices=LANGUAGES, help="language of messages (default: "
+                        "SAFESCHOOL_DEFAULT_LANGUAGE, else vi); also after the command")
     sub = parser.add_subparsers(dest="command", required=True)
     for group in (run, directory, invite, escalation, campaign, stats):
         group.register(sub)
     return parser
 
 
+def _take_lang(argv: list[str]) -> tuple[list[str], str | None]:
+    """--lang X (or --lang=X) wherever it was typed: `safeschool directory import f.xlsx
+    --lang en` reads as naturally as `safeschool --lang en directory import f.xlsx`."""
+    rest: list[str] = []
+    lang = None
+    items = iter(argv)
+    for item in items:
+        if item == "--lang":
+            lang = next(items, None)
+        elif item.startswith("--lang="):
+            lang = item.partition("=")[2]
+        else:
+            rest.append(item)
+    return rest, lang
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `safeschool` console script."""
-    args = build_parser().parse_args(argv)
+    rest, lang = _take_lang(list(sys.argv[1:] if argv is None else argv))
+    parser = build_parser()
+    if lang is not None and lang not in LANGUAGES:
+        parser.error(f"argument --lang: invalid choice: {lang!r} (choose from "
+                     f"{', '.join(LANGUAGES)})")
+    choose_language(lang)
+    args = parser.parse_args(rest)
     if args.command != "run":
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -15,7 +15,9 @@ from bot.cli.common import (
     CliError,
     area_by_code,
     clock_now,
+    say,
     settings_or_fail,
+    tr,
     with_session,
 )
 from bot.core.settings import Settings
@@ -36,7 +38,12 @@ def _local_time(text: str, settings: Settings) -> Any:
             return datetime.strptime(text.strip(), fmt).replace(tzinfo=settings.tz)
         except ValueError:
             continue
-    raise CliError(f"cannot read the time {text!r}; write e.g. '2026-12-01 09:00'")
+    raise CliError(say("campaign.bad_time", text=text))
+
+
+def _status(status: str) -> str:
+    """A campaign's status in the command line's language."""
+    return tr()(f"campaign.status.{status}")
 
 
 async def cmd_campaign_create(args: argparse.Namespace) -> int:
@@ -46,15 +53,15 @@ async def cmd_campaign_create(args: argparse.Namespace) -> int:
         entry = calendar().get(args.calendar) if args.calendar else None
         library()  # broken content files are one sentence here, not a traceback later
     except ContentError as exc:
-        raise CliError(f"the content files are broken: {exc}") from exc
+        raise CliError(say("campaign.content_broken", error=exc)) from exc
     if args.calendar and entry is None:
-        raise CliError(f"no calendar entry {args.calendar!r}; see `safeschool campaign calendar`")
+        raise CliError(say("campaign.no_calendar", id=args.calendar))
     content = _csv_list(args.content) or (list(entry.content) if entry else None)
     roles = _csv_list(args.roles) or (list(entry.roles) if entry else ["parent"])
     schedules = [x for x in (args.cron and f"cron: {args.cron}",
                              args.rrule and f"rrule: {args.rrule}") if x]
     if len(schedules) > 1:
-        raise CliError("give --cron or --rrule, not both")
+        raise CliError(say("campaign.cron_or_rrule"))
     schedule = schedules[0] if schedules else (entry.schedule if entry else "once")
     now = clock_now()
     starts = _local_time(args.at, settings) if args.at else now
@@ -64,21 +71,21 @@ async def cmd_campaign_create(args: argparse.Namespace) -> int:
         areas = [(await area_by_code(session, code)) for code in args.area]
         try:
             campaign = svc.new_campaign(svc.Draft(
-                name=args.name or (entry.name if entry else "Chiến dịch"),
+                name=args.name or (entry.name if entry else say("campaign.default_name")),
                 area_ids=[a.id for a in areas], roles=roles, starts_at=starts,
                 schedule=schedule, content_ids=content, text_vi=args.text_vi,
                 text_en=args.text_en, image_url=args.image,
                 school_levels=_csv_list(args.levels), languages=_csv_list(args.languages),
                 ends_at=ends), now=now)
         except svc.CampaignProblem as exc:
-            raise CliError(str(exc)) from exc
+            raise CliError(exc.text(tr())) from exc
         session.add(campaign)
         await session.flush()
         if args.preview_to:
             person = (await session.execute(select(Person).where(
                 Person.phone == normalise_phone(args.preview_to)))).scalar_one_or_none()
             if person is None:
-                raise CliError(f"no person with phone {args.preview_to!r} to send a preview to")
+                raise CliError(say("campaign.no_preview_person", phone=args.preview_to))
             reach = await svc.send_preview(
                 session, campaign, person.id, now=now,
                 default_language=settings.default_language, quiet=settings.quiet_hours)
@@ -93,11 +100,12 @@ async def cmd_campaign_create(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(info, ensure_ascii=False))
         else:
-            print(f"Campaign #{campaign.id} ({campaign.status}): {campaign.name}")
-            print(f"Reach: {reach.reachable} of {reach.targeted} targeted "
-                  f"({reach.opted_out} opted out); schedule: {schedule}")
+            print(say("campaign.created", id=campaign.id, status=_status(campaign.status),
+                      name=campaign.name))
+            print(say("campaign.reach", reachable=reach.reachable, targeted=reach.targeted,
+                      opted_out=reach.opted_out, schedule=schedule))
             if not args.start:
-                print(f"Start it with: safeschool campaign resume {campaign.id}")
+                print(say("campaign.start_with", id=campaign.id))
         return 0
 
     return await with_session(settings, work)
@@ -106,7 +114,7 @@ async def cmd_campaign_create(args: argparse.Namespace) -> int:
 async def _campaign(session: AsyncSession, campaign_id: int) -> Any:
     campaign = await session.get(Campaign, campaign_id)
     if campaign is None:
-        raise CliError(f"no campaign #{campaign_id}")
+        raise CliError(say("campaign.no_such", id=campaign_id))
     return campaign
 
 
@@ -124,10 +132,10 @@ async def cmd_campaign_list(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(out, ensure_ascii=False))
         elif not out:
-            print("No campaigns yet.")
+            print(say("campaign.none"))
         for c in out if not args.json else []:
-            print(f"#{c['id']}\t{c['status']}\t{c['runs']} run(s)\tnext {c['next_run_at']}"
-                  f"\t{c['schedule']}\t{c['name']}")
+            print(say("campaign.row", id=c["id"], status=_status(c["status"]), runs=c["runs"],
+                      next=c["next_run_at"] or "—", schedule=c["schedule"], name=c["name"]))
         return 0
 
     return await with_session(settings, work)
@@ -154,15 +162,22 @@ async def cmd_campaign_show(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(report, ensure_ascii=False))
             return 0
-        print(f"#{campaign.id} {campaign.name} — {campaign.status}; {campaign.schedule}; "
-              f"roles {','.join(campaign.roles)}")
+        print(say("campaign.heading", id=campaign.id, name=campaign.name,
+                  status=_status(campaign.status), schedule=campaign.schedule,
+                  roles=",".join(campaign.roles)))
+        columns = say("campaign.columns").split("|")
+        widths = [max(10, len(columns[0]))] + [len(c) for c in columns[1:]]
+        fields = ("targeted", "sent", "failed", "unreachable", "opted_out", "waiting")
         for run in report["runs"]:
-            print(f"  run {run['run']} at {run['scheduled_for']} ({run['content'] or 'custom'},"
-                  f" {run['status']})")
-            print("    area        targeted  sent  failed  unreachable  opted_out  waiting")
+            print("  " + say("campaign.run", run=run["run"], at=run["scheduled_for"],
+                             content=run["content"] or say("campaign.custom"),
+                             status=run["status"]))
+            print("    " + "  ".join(c.rjust(w) if i else c.ljust(w)
+                                     for i, (c, w) in enumerate(zip(columns, widths, strict=True))))
             for code, s in run["areas"].items():
-                print(f"    {code:<10} {s['targeted']:>9} {s['sent']:>5} {s['failed']:>7}"
-                      f" {s['unreachable']:>12} {s['opted_out']:>10} {s['waiting']:>8}")
+                cells = [code.ljust(widths[0])] + [str(s[f]).rjust(w)
+                                                   for f, w in zip(fields, widths[1:], strict=True)]
+                print("    " + "  ".join(cells))
         return 0
 
     return await with_session(settings, work)
@@ -179,10 +194,11 @@ async def cmd_campaign_state(args: argparse.Namespace) -> int:
         try:
             count = await svc.change(session, campaign, action, now=clock_now(), tz=settings.tz)
         except svc.CampaignProblem as exc:
-            raise CliError(f"campaign #{campaign.id}: {exc}") from exc
-        done = {"pause": "unsent message(s) held", "cancel": "unsent message(s) dropped"}
-        print(f"Campaign #{campaign.id} {campaign.status}; {count} "
-              f"{done.get(action, 'message(s) released')}.")
+            raise CliError(say("campaign.problem", id=campaign.id,
+                               problem=exc.text(tr()))) from exc
+        done = {"pause": "campaign.held", "cancel": "campaign.dropped"}
+        print(say(done.get(action, "campaign.released"), id=campaign.id,
+                  status=_status(campaign.status), count=count))
         return 0
 
     return await with_session(settings, work)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -13,13 +14,42 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from bot.channels.telegram import ask_username
 from bot.core.clock import Clock
-from bot.core.settings import Settings, safe_url
+from bot.core.i18n import Translator
+from bot.core.settings import LANGUAGES, Settings, safe_url
 from bot.services.codes import USERNAME_KEY, telegram_username
 from storage import db
 from storage.models import Area, KeyValue
 
 EXIT_USAGE = 2
-NO_LINK = "(bot username unknown: set SAFESCHOOL_TELEGRAM_BOT_USERNAME or start the bot once)"
+
+
+class _Language:
+    """The language the command line speaks: --lang, else SAFESCHOOL_DEFAULT_LANGUAGE,
+    else Vietnamese (a district office reads Vietnamese)."""
+
+    t = Translator("vi")
+
+
+def choose_language(asked: str | None) -> str:
+    """Settle the command line's language for this run; return it."""
+    language = asked or os.environ.get("SAFESCHOOL_DEFAULT_LANGUAGE", "vi").strip().lower()
+    _Language.t = Translator(language if language in LANGUAGES else "vi")
+    return _Language.t.language
+
+
+def tr() -> Translator:
+    """The command line's translator (for catalogue texts shared with the chat)."""
+    return _Language.t
+
+
+def say(key: str, **values: object) -> str:
+    """A command-line text (`cli.KEY`) in the command line's language."""
+    return _Language.t(f"cli.{key}", **values)
+
+
+def no_link() -> str:
+    """What stands in for a deep link while the bot's username is unknown."""
+    return say("no_link")
 
 
 async def bot_username(session: AsyncSession, settings: Settings) -> str | None:
@@ -38,6 +68,33 @@ async def bot_username(session: AsyncSession, settings: Settings) -> str | None:
     return asked
 
 
+class Progress:
+    """A counter on stderr for work that takes seconds: rewritten in place on a terminal,
+    a line at each tenth in a log (so a cron job's output stays short)."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total = label, total
+        self.tty = sys.stderr.isatty()
+        self._shown = -1
+
+    def update(self, done: int) -> None:
+        """Show that done of total are done (only when it reads differently)."""
+        if self.total <= 0:
+            return
+        mark = done if self.tty else done * 10 // self.total
+        if mark == self._shown or (self.tty and done % 100 and done != self.total):
+            return
+        self._shown = mark
+        text = say("progress", label=self.label, done=done, total=self.total)
+        print(f"\r{text}" if self.tty else text, end="" if self.tty else "\n",
+              file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        """End the counter's line."""
+        if self.tty and self._shown >= 0:
+            print(file=sys.stderr)
+
+
 class CliError(Exception):
     """An error to print as one sentence, exiting with code 2."""
 
@@ -48,9 +105,9 @@ def settings_or_fail() -> Settings:
         return Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = "SAFESCHOOL_" + str(first["loc"][0]).upper() if first["loc"] else "a setting"
+        field = "SAFESCHOOL_" + str(first["loc"][0]).upper() if first["loc"] else "?"
         message = str(first["msg"]).removeprefix("Value error, ")
-        raise CliError(f"{field} is invalid: {message}") from exc
+        raise CliError(say("setting_invalid", field=field, message=message)) from exc
 
 
 @asynccontextmanager
@@ -61,8 +118,8 @@ async def database(settings: Settings) -> AsyncIterator[AsyncEngine]:
         try:
             await db.check_connection(engine)
         except db.DatabaseUnavailable as exc:
-            raise CliError(f"cannot open the database {safe_url(settings.database_url)}: "
-                           f"{exc}") from exc
+            raise CliError(say("database_unavailable", url=safe_url(settings.database_url),
+                               error=exc)) from exc
         yield engine
     finally:
         await engine.dispose()
@@ -92,10 +149,14 @@ def clock_now() -> Any:
 
 
 def report_problems(problems: list[Any]) -> int:
-    """Print each problem of an import that was refused, then what it means."""
+    """Print each problem of an import that was refused, where it is and what is wrong, in
+    the command line's language; then what it means."""
+    t = tr()
     for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
-    print(f"Nothing was imported: {len(problems)} problem(s) to fix.", file=sys.stderr)
+        # English keeps the compact file:row of compilers; Vietnamese names sheet and row.
+        where = problem.where if t.language == "en" else problem.place(t)
+        print(say("problem", where=where, problem=problem.text(t)), file=sys.stderr)
+    print(say("nothing_imported", count=len(problems)), file=sys.stderr)
     return 1
 
 
@@ -103,5 +164,5 @@ async def area_by_code(session: AsyncSession, code: str) -> Any:
     """The area with this code, or a one-sentence error."""
     area = (await session.execute(select(Area).where(Area.code == code))).scalar_one_or_none()
     if area is None:
-        raise CliError(f"no area with code {code!r} in the directory")
+        raise CliError(tr()("invitation.problem.no_area", code=code))
     return area

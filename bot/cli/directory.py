@@ -16,6 +16,7 @@ from bot.cli.common import (
     bot_username,
     clock_now,
     report_problems,
+    say,
     settings_or_fail,
     with_session,
 )
@@ -40,10 +41,12 @@ async def cmd_directory_import(args: argparse.Namespace) -> int:
     rows, problems = read_files(Path(p) for p in args.files)
     if problems:
         return report_problems(problems)
-    print(f"Read {len(rows)} row(s) from {len(args.files)} file(s); checking…", file=sys.stderr)
+    print(say("directory.read", rows=len(rows), files=len(args.files)), file=sys.stderr)
 
     async def work(session: AsyncSession) -> int:
-        result = await import_rows(session, rows, clock_now())
+        result = await import_rows(session, rows, clock_now(), progress=lambda stage: print(
+            say("directory.stage", stage=say(f"directory.stage.{stage}")), file=sys.stderr,
+            flush=True))
         kinds = ("areas", "schools", "people", "officers", "liaisons")
         if args.json:
             print(json.dumps({"rows": len(rows), **{kind: {
@@ -54,9 +57,10 @@ async def cmd_directory_import(args: argparse.Namespace) -> int:
         for kind in kinds:
             if result.created[kind] or result.updated[kind]:
                 changed = True
-                print(f"{kind}: {result.created[kind]} new, {result.updated[kind]} updated")
+                print(say("directory.changed", kind=say(f"directory.kind.{kind}"),
+                          new=result.created[kind], updated=result.updated[kind]))
         if not changed:
-            print("0 changed: the directory already says all of this.")
+            print(say("directory.unchanged"))
         return 0
 
     try:
@@ -72,13 +76,13 @@ async def cmd_directory_deactivate(args: argparse.Namespace) -> int:
     try:
         phone = normalise_phone(args.phone)
     except PhoneError as exc:
-        raise CliError(f"{args.phone!r} is not a phone number") from exc
+        raise CliError(say("not_a_phone", phone=args.phone)) from exc
 
     async def work(session: AsyncSession) -> int:
         person = (await session.execute(select(Person).where(Person.phone == phone)))\
             .scalar_one_or_none()
         if person is None:
-            raise CliError(f"nobody in the directory has the phone {args.phone}")
+            raise CliError(say("no_such_phone", phone=args.phone))
         now = clock_now()
         service = CaseService(session, now=now, tz=settings.tz,
                               default_language=settings.default_language)
@@ -90,12 +94,11 @@ async def cmd_directory_deactivate(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(out, ensure_ascii=False))
         elif not details:
-            print(f"{person.name or phone} holds no officer, admin or liaison role: "
-                  "nothing changed.")
+            print(say("deactivate.nothing", who=person.name or phone))
         else:
-            print(f"{person.name or phone}: {len(details)} role(s) ended; "
-                  f"{len(released)} open case(s) rerouted"
-                  + (f" ({', '.join(out['cases_rerouted'])})" if released else "") + ".")
+            rerouted = f" ({', '.join(out['cases_rerouted'])})" if released else ""
+            print(say("deactivate.done", who=person.name or phone, roles=len(details),
+                      cases=len(released), refs=rerouted))
         return 0
 
     return await with_session(settings, work)
@@ -115,14 +118,14 @@ async def cmd_directory_show(args: argparse.Namespace) -> int:
             print(json.dumps([_node_json(r) for r in roots], ensure_ascii=False))
             return 0
         if not roots:
-            print("The directory is empty. Import it with `safeschool directory import FILE`.")
+            print(say("directory.empty"))
             return 0
 
         def show(node: AreaNode, depth: int) -> None:
             level = f" ({node.area.level})" if node.area.level else ""
-            print(f"{'  ' * depth}{node.area.code}  {node.area.name}{level} — "
-                  f"schools {node.schools}, officers {node.officers}, "
-                  f"liaisons {node.liaisons}, parents {node.parents}")
+            print(f"{'  ' * depth}{node.area.code}  {node.area.name}{level} — " + say(
+                "directory.counts", schools=node.schools, officers=node.officers,
+                liaisons=node.liaisons, parents=node.parents))
             for child in node.children:
                 show(child, depth + 1)
 

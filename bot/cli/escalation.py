@@ -14,7 +14,9 @@ from bot.cli.common import (
     CliError,
     area_by_code,
     clock_now,
+    say,
     settings_or_fail,
+    tr,
     with_session,
 )
 from bot.services import escalation
@@ -25,8 +27,9 @@ async def cmd_escalation_show(args: argparse.Namespace) -> int:
     async def work(session: AsyncSession) -> int:
         area = await area_by_code(session, args.area)
         policy, source = await escalation.effective(session, area.id)
-        where = "built-in default" if source is None else (
-            "set on this area" if source.id == area.id else f"inherited from {source.code}")
+        where = say("escalation.default") if source is None else (
+            say("escalation.own") if source.id == area.id
+            else say("escalation.inherited", code=source.code))
         print(f"# {area.code} {area.name}: {where}", file=sys.stderr)
         print(json.dumps(escalation.to_dict(policy), ensure_ascii=False, indent=2))
         return 0
@@ -39,7 +42,7 @@ async def cmd_escalation_set(args: argparse.Namespace) -> int:
     try:
         policy = escalation.load_file(Path(args.file))
     except escalation.PolicyError as exc:
-        raise CliError(f"policy not set: {exc}") from exc
+        raise CliError(say("escalation.not_set", problem=exc.text(tr()))) from exc
 
     async def work(session: AsyncSession) -> int:
         area = await area_by_code(session, args.area)
@@ -47,7 +50,7 @@ async def cmd_escalation_set(args: argparse.Namespace) -> int:
         data = escalation.to_dict(policy)
         steps = ", ".join(f"{s['after']}: {'+'.join(s['notify'])}"
                           for s in data["urgent"]["steps"])
-        print(f"Policy set on {area.code} ({area.name}); urgent: {steps}")
+        print(say("escalation.set", code=area.code, name=area.name, steps=steps))
         return 0
 
     return await with_session(settings_or_fail(), work)

@@ -12,14 +12,18 @@ from openpyxl import Workbook
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.cli.common import (
-    NO_LINK,
     CliError,
+    Progress,
     bot_username,
     clock_now,
+    no_link,
+    say,
     settings_or_fail,
+    tr,
     with_session,
 )
 from bot.services.codes import deep_link
+from bot.services.directory import PhoneError
 from bot.services.invitations import (
     InvitationError,
     create_invitation,
@@ -40,8 +44,10 @@ async def cmd_invite_create(args: argparse.Namespace) -> int:
                 session, role=args.role, now=clock_now(), expires_in=expires_in,
                 area_code=args.area, school_code=args.school, person_phone=args.person,
                 duty=args.duty, uses=args.uses)
-        except (InvitationError, ValueError) as exc:
-            raise CliError(str(exc)) from exc
+        except InvitationError as exc:
+            raise CliError(exc.text(tr())) from exc
+        except PhoneError as exc:
+            raise CliError(say("not_a_phone", phone=args.person)) from exc
         username = await bot_username(session, settings)
         link = deep_link(username, invitation.code)
         scope = invitation.school or invitation.area
@@ -59,46 +65,62 @@ async def cmd_invite_create(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(info, ensure_ascii=False))
         else:
-            print(f"Code: {invitation.code}")
-            print(f"Link: {link or NO_LINK}")
-            duty = f" ({invitation.duty})" if invitation.duty else ""
-            print(f"Role: {invitation.role}{duty} — {info['scope_name']} [{info['scope']}]")
-            print(f"Uses: {invitation.max_uses}; expires {info['expires_at']}")
+            t = tr()
+            duty = f" ({t(f'duty.{invitation.duty}')})" if invitation.duty else ""
+            print(say("invite.code", code=invitation.code))
+            print(say("invite.link", link=link or no_link()))
+            print(say("invite.role", role=t(f"role.{invitation.role}"), duty=duty,
+                      scope=info["scope_name"], code=info["scope"]))
+            print(say("invite.uses", uses=invitation.max_uses, expires=info["expires_at"]))
         return 0
 
     return await with_session(settings, work)
 
 
 async def cmd_invite_export(args: argparse.Namespace) -> int:
-    """Create personal codes for every directory person without an account; write a workbook."""
-
-
+    """Create personal codes for every directory person without an account; write a workbook
+    (and, with --json, print what it holds)."""
     settings = settings_or_fail()
     out = Path(args.out)
     if out.suffix.lower() != ".xlsx":
-        raise CliError("--out must name an .xlsx file")
+        raise CliError(say("invite.xlsx_only"))
 
     async def work(session: AsyncSession) -> int:
         now = clock_now()
         expires_in = (parse_expiry(args.expires) if args.expires
                       else timedelta(days=settings.invite_default_expiry_days))
         username = await bot_username(session, settings)
+        found = await personal_invitations(session, now, expires_in)
         book = Workbook()
         sheet = book.active
         sheet.title = "invitations"
-        sheet.append(["name", "phone", "role", "duty", "scope_code", "scope_name", "code",
-                      "link", "expires_at"])
-        count = 0
-        for person, role, invitation in await personal_invitations(session, now, expires_in):
+        columns = ["name", "phone", "role", "duty", "scope_code", "scope_name", "code",
+                   "link", "expires_at"]
+        sheet.append([say(f"invite.column.{c}") for c in columns])  # a person reads these
+        t = tr()
+        listed = []
+        progress = Progress(say("invite.progress"), len(found))
+        for done, (person, role, invitation) in enumerate(found, start=1):
             scope = role.school or role.area
-            sheet.append([person.name, person.phone, role.role, role.duty or "",
-                          scope.code if scope else "", scope.name if scope else "",
-                          invitation.code, deep_link(username, invitation.code) or "",
-                          invitation.expires_at.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")])
-            count += 1
+            row = [person.name, person.phone, role.role, role.duty or "",
+                   scope.code if scope else "", scope.name if scope else "",
+                   invitation.code, deep_link(username, invitation.code) or "",
+                   invitation.expires_at.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")]
+            listed.append(dict(zip(columns, row, strict=True)))  # JSON: the stable names
+            row[2:4] = [t(f"role.{role.role}"), t(f"duty.{role.duty}") if role.duty else ""]
+            sheet.append(row)
+            progress.update(done)
+        progress.close()
         out.parent.mkdir(parents=True, exist_ok=True)
-        book.save(out)
-        print(f"Wrote {count} personal invitation(s) to {out}")
+        try:
+            book.save(out)
+        except OSError as exc:
+            raise CliError(say("cannot_write", path=out, error=exc.strerror)) from exc
+        if args.json:
+            print(json.dumps({"file": str(out), "count": len(listed), "invitations": listed},
+                             ensure_ascii=False))
+        else:
+            print(say("invite.wrote", count=len(listed), out=out))
         return 0
 
     return await with_session(settings, work)
@@ -109,7 +131,7 @@ def parse_expiry(text: str) -> Any:
     try:
         return parse_duration(text)
     except InvitationError as exc:
-        raise CliError(str(exc)) from exc
+        raise CliError(exc.text(tr())) from exc
 
 
 def register(sub: Any) -> None:
@@ -131,4 +153,6 @@ def register(sub: Any) -> None:
     export = isub.add_parser("export", help="personal codes for everyone not yet linked")
     export.add_argument("--out", required=True, metavar="FILE.xlsx")
     export.add_argument("--expires", metavar="DURATION")
+    export.add_argument("--json", action="store_true",
+                        help="also print {file, count, invitations: [...]} as JSON")
     export.set_defaults(func=cmd_invite_export)

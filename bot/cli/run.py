@@ -9,7 +9,9 @@ from bot.app import App, ConfigError, check_settings
 from bot.cli.common import (
     CliError,
     database,
+    say,
     settings_or_fail,
+    tr,
 )
 from bot.core.channel import FatalChannelError
 from bot.core.logs import setup_logging
@@ -37,20 +39,20 @@ async def cmd_run(args: argparse.Namespace) -> int:
     try:
         check_settings(settings)
     except ConfigError as exc:
-        raise CliError(str(exc)) from exc
+        raise CliError(exc.text(tr())) from exc
     app = App(settings)
     try:
         await app.run_forever()
     except db.DatabaseUnavailable as exc:
         await app.engine.dispose()
-        raise CliError(f"cannot open the database {safe_url(settings.database_url)}: "
-                       f"{exc}") from exc
+        raise CliError(say("database_unavailable", url=safe_url(settings.database_url),
+                           error=exc)) from exc
     except FatalChannelError as exc:
         await app.stop()
         raise CliError(str(exc)) from exc
     except OSError as exc:
         await app.stop()
-        raise CliError(f"cannot start: {exc}") from exc
+        raise CliError(say("run.cannot_start", error=exc)) from exc
     return 0
 
 
@@ -58,7 +60,7 @@ async def cmd_db_upgrade(_args: argparse.Namespace) -> int:
     """Apply pending migrations."""
     async with database(settings_or_fail()) as engine:
         applied = await db.upgrade(engine)
-    print(f"Applied {len(applied)} migration(s)." if applied else "Database is up to date.")
+    print(say("db.applied", count=len(applied)) if applied else say("db.current"))
     return 0
 
 

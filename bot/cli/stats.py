@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from bot.cli.common import CliError, clock_now, settings_or_fail, with_session
+from bot.cli.common import CliError, clock_now, say, settings_or_fail, tr, with_session
 from bot.core.i18n import Translator
 from bot.core.settings import LANGUAGES
 from bot.services import periods, report_files
@@ -25,17 +25,17 @@ def choose_period(args: argparse.Namespace, cutoff_day: int, today: Any) -> peri
     """--period, or --from with --to, or the quarter we are in."""
     try:
         if args.period and (args.date_from or args.date_to):
-            raise CliError("give either --period or --from/--to, not both")
+            raise CliError(say("stats.period_or_range"))
         if args.period:
             return periods.parse(args.period, cutoff_day)
         if args.date_from or args.date_to:
             if not (args.date_from and args.date_to):
-                raise CliError("--from and --to go together")
+                raise CliError(say("stats.from_to"))
             return periods.custom(periods.parse_date(args.date_from),
                                   periods.parse_date(args.date_to))
         return periods.containing("quarter", today, cutoff_day)
     except periods.PeriodError as exc:
-        raise CliError(str(exc)) from exc
+        raise CliError(exc.text(tr())) from exc
 
 
 async def cmd_stats(args: argparse.Namespace) -> int:
@@ -44,8 +44,9 @@ async def cmd_stats(args: argparse.Namespace) -> int:
     now = clock_now()
     period = choose_period(args, settings.report_cutoff_day, now.astimezone(settings.tz).date())
     if args.format in BINARY and args.out is None and sys.stdout.isatty():
-        raise CliError(f"--format {args.format} writes a file: give --out FILE")
-    t = Translator(args.language or settings.default_language)
+        raise CliError(say("stats.needs_out", format=args.format))
+    # The figures' words: --language, else the command line's (--lang or the default).
+    t = Translator(args.language) if args.language else tr()
 
     async def work(session: AsyncSession) -> int:
         service = CaseService(session, now=now, tz=settings.tz,
@@ -53,7 +54,7 @@ async def cmd_stats(args: argparse.Namespace) -> int:
         try:
             report = await service.statistics(Actor(None, "cli"), period, args.area)
         except NoSuchArea as exc:
-            raise CliError(f"no area with code {args.area!r} in the directory") from exc
+            raise CliError(tr()("invitation.problem.no_area", code=args.area)) from exc
         if args.format == "json":
             data: bytes = (json.dumps(report.to_json(), ensure_ascii=False, indent=2)
                            + "\n").encode()
@@ -71,8 +72,9 @@ async def cmd_stats(args: argparse.Namespace) -> int:
             try:
                 await asyncio.to_thread(Path(args.out).write_bytes, data)
             except OSError as exc:
-                raise CliError(f"cannot write {args.out}: {exc.strerror}") from exc
-            print(f"Wrote {args.out} ({period.label}, {len(data):,} bytes)", file=sys.stderr)
+                raise CliError(say("cannot_write", path=args.out, error=exc.strerror)) from exc
+            print(say("stats.wrote", out=args.out, period=period.label, size=f"{len(data):,}"),
+                  file=sys.stderr)
         return 0
 
     return await with_session(settings, work, read_only=True)

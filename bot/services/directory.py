@@ -6,18 +6,18 @@ import csv
 import io
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.core.i18n import Translator
-from bot.services.codes import PARENT_CODE_LENGTH, unused_code
+from bot.services.codes import PARENT_CODE_LENGTH, unused_codes
 from storage.models import Area, Duty, Person, Role, RoleAssignment, School
 
 KINDS = ("areas", "schools", "officers", "liaisons")
@@ -437,11 +437,16 @@ def _changes(row: object, **values: object) -> bool:
     return any(getattr(row, name) != value for name, value in values.items())
 
 
-async def import_rows(session: AsyncSession, rows: list[Row], now: datetime) -> ImportResult:
-    """Validate everything, then write everything in the caller's transaction (or nothing)."""
+async def import_rows(session: AsyncSession, rows: list[Row], now: datetime,
+                      progress: Callable[[str], None] | None = None) -> ImportResult:
+    """Validate everything, then write everything in the caller's transaction (or nothing).
+    progress(stage) hears each stage begin: checked, schools, people, roles (a province's
+    workbook takes seconds)."""
+    tell = progress or (lambda _stage: None)
     plan, problems = await _validate(session, rows)
     if problems:
         raise DirectoryError(problems)
+    tell("checked")
     result = ImportResult()
     areas = {a.code: a for a in (await session.execute(select(Area))).scalars()}
     existing_areas = set(areas)
@@ -467,11 +472,14 @@ async def import_rows(session: AsyncSession, rows: list[Row], now: datetime) -> 
         areas[code].parent_id = parent_id
     result.updated["areas"] = len(changed)
 
+    tell("schools")
     schools = {s.code: s for s in (await session.execute(select(School))).scalars()}
+    parent_codes = iter(await unused_codes(
+        session, sum(1 for code in plan.schools if code not in schools), PARENT_CODE_LENGTH))
     for code, row in plan.schools.items():
         school = schools.get(code)
         if school is None:
-            school = School(code=code, parent_code=await unused_code(session, PARENT_CODE_LENGTH))
+            school = School(code=code, parent_code=next(parent_codes))
             session.add(school)
             schools[code] = school
             result.created["schools"] += 1
@@ -484,42 +492,56 @@ async def import_rows(session: AsyncSession, rows: list[Row], now: datetime) -> 
         school.area_id = areas[row.values["area_code"]].id
         school.level = school_level(row.values.get("level")) or school.level
         school.address = row.values.get("address") or school.address
-        await session.flush()
+    await session.flush()
 
-    people = {p.phone: p for p in (await session.execute(
-        select(Person).where(Person.phone.in_(list(plan.people))))).scalars()}
+    tell("people")
+    known: dict[str, Person] = {}
+    phones = list(plan.people)
+    for start in range(0, len(phones), 500):
+        known.update((p.phone, p) for p in (await session.execute(
+            select(Person).where(Person.phone.in_(phones[start:start + 500])))).scalars())
+    new_people = []
     for phone, name in plan.people.items():
-        person = people.get(phone)
+        person = known.get(phone)
         if person is None:
-            person = Person(phone=phone, name=name, created_at=now)
-            session.add(person)
-            people[phone] = person
+            new_people.append({"phone": phone, "name": name, "created_at": now,
+                               "campaigns_stopped": False})
             result.created["people"] += 1
         else:
             if _changes(person, name=name):
                 result.updated["people"] += 1
             person.name = name
     await session.flush()
+    person_ids = {phone: p.id for phone, p in known.items()}
+    for start in range(0, len(new_people), 1000):
+        # Core inserts in batches: the ORM wrote thousands of people one row at a time.
+        person_ids.update((await session.execute(
+            insert(Person).returning(Person.phone, Person.id),
+            new_people[start:start + 1000])).all())
 
+    tell("roles")
     existing = {(r.person_id, r.role, r.area_id, r.school_id): r for r in (await session.execute(
         select(RoleAssignment).where(RoleAssignment.role.in_([Role.OFFICER, Role.LIAISON]))
     )).scalars()}
     wanted: list[tuple[str, int, int | None, int | None, str | None]] = [
-        ("officers", people[p].id, areas[a].id, None, duty)
+        ("officers", person_ids[p], areas[a].id, None, duty)
         for (p, a), duty in plan.officers.items()
-    ] + [("liaisons", people[p].id, None, schools[s].id, None) for p, s in plan.liaisons]
+    ] + [("liaisons", person_ids[p], None, schools[s].id, None) for p, s in plan.liaisons]
+    new_roles = []
     for kind, person_id, area_id, school_id, duty in wanted:
         role = Role.OFFICER if kind == "officers" else Role.LIAISON
         assignment = existing.get((person_id, role, area_id, school_id))
         if assignment is None:
-            session.add(RoleAssignment(person_id=person_id, role=role, area_id=area_id,
-                                       school_id=school_id, duty=duty, created_at=now))
+            new_roles.append({"person_id": person_id, "role": role, "area_id": area_id,
+                              "school_id": school_id, "duty": duty, "created_at": now})
             result.created[kind] += 1
         else:
             if _changes(assignment, duty=duty):
                 result.updated[kind] += 1
             assignment.duty = duty
     await session.flush()
+    if new_roles:
+        await session.execute(insert(RoleAssignment), new_roles)
     return result
 
 

@@ -18,14 +18,24 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from bot.core.i18n import Translator
+
 DECREE_CUTOFF_DAY = 15
 KINDS = ("month", "quarter", "half", "year", "custom")
-USAGE = "write 2026-Q3 (a quarter), 2026-H1 (6 months), 2026 (a year) or 2026-11 (a month)"
 _SPEC = re.compile(r"^(\d{4})(?:-(Q[1-4]|H[12]|\d{1,2}))?$", re.IGNORECASE)
 
 
 class PeriodError(ValueError):
-    """A period that cannot be read; the message says what was expected."""
+    """A period that cannot be read; `text(t)` says what was expected in t's language
+    (str() is the English)."""
+
+    def __init__(self, key: str, **values: object) -> None:
+        self.key, self.values = key, values
+        super().__init__(self.text(Translator("en")))
+
+    def text(self, t: Translator) -> str:
+        """The sentence, with the accepted forms when they help."""
+        return t(f"period.problem.{self.key}", usage=t("period.problem.usage"), **self.values)
 
 
 def _month_start(year: int, month: int, cutoff_day: int) -> date:
@@ -102,9 +112,9 @@ def year(number: int, cutoff_day: int = DECREE_CUTOFF_DAY) -> Period:
 def custom(first: date, last: date) -> Period:
     """Any range of days, both included."""
     if last < first:
-        raise PeriodError("the end date is before the start date")
+        raise PeriodError("reversed")
     if (last - first).days > 3 * 366:
-        raise PeriodError("a custom period may cover at most three years")
+        raise PeriodError("too_long")
     return Period("custom", f"{first.isoformat()}..{last.isoformat()}", first, last)
 
 
@@ -112,10 +122,10 @@ def parse(spec: str, cutoff_day: int = DECREE_CUTOFF_DAY) -> Period:
     """Read 2026-Q3, 2026-H1, 2026 or 2026-11."""
     match = _SPEC.match(spec.strip())
     if not match:
-        raise PeriodError(f"cannot read the period {spec!r}: {USAGE}")
+        raise PeriodError("unreadable", spec=spec)
     year_number, part = int(match[1]), (match[2] or "").upper()
     if not 2000 <= year_number <= 2100:
-        raise PeriodError(f"the year {year_number} is out of range: {USAGE}")
+        raise PeriodError("year_range", year=year_number)
     if not part:
         return year(year_number, cutoff_day)
     if part.startswith("Q"):
@@ -123,7 +133,7 @@ def parse(spec: str, cutoff_day: int = DECREE_CUTOFF_DAY) -> Period:
     if part.startswith("H"):
         return half(year_number, int(part[1]), cutoff_day)
     if not 1 <= int(part) <= 12:
-        raise PeriodError(f"there is no month {part} in a year: {USAGE}")
+        raise PeriodError("no_month", month=part)
     return month(year_number, int(part), cutoff_day)
 
 
@@ -141,7 +151,7 @@ def containing(kind: str, day: date, cutoff_day: int = DECREE_CUTOFF_DAY) -> Per
     if kind == "year":
         return year(number, cutoff_day)
     if kind not in makers:
-        raise PeriodError(f"unknown period kind {kind!r}")
+        raise ValueError(f"unknown period kind {kind!r}")  # a caller's mistake
     make, count = makers[kind]
     for n in range(1, count + 1):
         found = make(number, n, cutoff_day)
@@ -165,5 +175,5 @@ def parse_date(text: str) -> date:
         if match:
             return date(int(match[3]), int(match[2]), int(match[1]))
     except ValueError as exc:
-        raise PeriodError(f"there is no such day as {text!r}") from exc
-    raise PeriodError(f"cannot read the date {text!r}: write 2026-09-15 or 15/09/2026")
+        raise PeriodError("no_day", text=text) from exc
+    raise PeriodError("date_unreadable", text=text)
