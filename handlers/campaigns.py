@@ -10,7 +10,7 @@ from sqlalchemy import select
 from bot.core.choices import ChoiceData, choice_data
 from bot.core.context import Context, Router
 from bot.services import campaigns as svc
-from bot.services.content import library
+from bot.services.content import TOPICS, Item, library
 from storage.models import Campaign, CampaignRun, CampaignStatus
 
 FLOW = "campaign"
@@ -46,25 +46,40 @@ async def start(ctx: Context) -> None:
     if not _admin_areas(ctx):
         ctx.reply("campaign.not_admin")
         return
-    ctx.goto(FLOW, "content")
-    ctx.reply("campaign.choose_content", choices=[
-        CampaignStep("content", item.id).choice(item.title(ctx.language))
-        for item in library().values()])
+    ctx.goto(FLOW, "audience")
+    ctx.reply("campaign.choose_audience", choices=[
+        CampaignStep("audience", a).choice(ctx.t(f"campaign.audience.{a}")) for a in AUDIENCES])
+
+
+def _suitable(audience: str, topic: str | None = None) -> list[Item]:
+    """The library items written for everyone this audience reaches (in a topic): the chat
+    offers only those, so a parents' campaign never carries a tip written for teachers."""
+    return [item for item in library().values() if item.suits(AUDIENCES[audience])
+            and (topic is None or item.topic == topic)]
 
 
 async def flow(ctx: Context) -> None:
-    """One step of the creation flow."""
+    """One step of the creation flow: audience, topic, content, when; then confirm."""
     chosen = ctx.chosen(CampaignStep)
     action, value = (chosen.action, chosen.value) if chosen else (None, None)
     step = ctx.conversation.step
+    data = ctx.conversation.data or {}
     t = ctx.t
-    if step == "content" and action == "content" and value in library():
-        ctx.update(content=value)
-        ctx.conversation.step = "audience"
-        ctx.reply("campaign.choose_audience", choices=[
-            CampaignStep("audience", a).choice(t(f"campaign.audience.{a}")) for a in AUDIENCES])
-    elif step == "audience" and action == "audience" and value in AUDIENCES:
+    if step == "audience" and action == "audience" and value in AUDIENCES:
         ctx.update(audience=value)
+        ctx.conversation.step = "topic"
+        topics = [topic for topic in TOPICS if _suitable(value, topic)]
+        ctx.reply("campaign.choose_topic", choices=[
+            CampaignStep("topic", topic).choice(t(f"topic.{topic}")) for topic in topics])
+    elif step == "topic" and action == "topic" and value in TOPICS:
+        ctx.update(topic=value)
+        ctx.conversation.step = "content"
+        ctx.reply("campaign.choose_content", choices=[
+            CampaignStep("content", item.id).choice(item.title(ctx.language))
+            for item in _suitable(data["audience"], value)])
+    elif step == "content" and action == "content" and value in {
+            item.id for item in _suitable(data["audience"], data.get("topic"))}:
+        ctx.update(content=value)
         ctx.conversation.step = "when"
         ctx.reply("campaign.choose_when", choices=[
             CampaignStep("when", w).choice(t(f"campaign.when.{w}"))

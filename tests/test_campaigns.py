@@ -13,7 +13,7 @@ from bot.app import App
 from bot.cli import main
 from bot.core.clock import FakeClock
 from bot.services import campaigns as svc
-from bot.services.content import check_items, library
+from bot.services.content import audience_mismatch, calendar, check_items, library
 from bot.services.timing import QuietHours
 from storage.areas import subtree
 from storage.models import Account, Campaign, CampaignRun, Outbox, OutboxStatus, Person, Priority
@@ -303,10 +303,19 @@ async def test_admin_creates_a_campaign_in_the_chat_with_preview_and_reach(
         await add_parents(session, "TH-PL", 5, now, first_chat=8000)
     chat = Chat(fake_telegram, 960)
     await chat.say("/campaign")
-    await chat.tap("campaign:content:trafficking_tricks")
     await chat.tap("campaign:audience:parents")
+    topics = [data for _label, data in chat.last_buttons()]
+    assert "campaign:topic:trafficking" in topics and len(topics) == 5
+    await chat.tap("campaign:topic:abuse")
+    offered = [data.rpartition(":")[2] for _label, data in chat.last_buttons()]
+    # Only what is written for parents: a teacher's do-and-don't never goes to families.
+    assert "when_child_tells" in offered and "abuse_signs" in offered
+    assert "staff_disclosure_do" not in offered and "body_safety_students" not in offered
+    [stale] = await chat.tap("campaign:topic:trafficking")  # an old button
+    assert "không còn hiệu lực" in stale
+    await chat.tap("campaign:content:when_child_tells")  # the question on screen still works
     preview, sample, reach = await chat.tap("campaign:when:now", replies=3)
-    assert "XEM TRƯỚC" in preview and sample.startswith("Cảnh giác với mua bán người")
+    assert "XEM TRƯỚC" in preview and sample.startswith("Khi con kể bị xâm hại")
     assert "6 người" in reach  # five parents in PL and one in HX
     [started] = await chat.tap("campaign:start")
     assert "Đã bắt đầu" in started
@@ -359,11 +368,35 @@ async def test_cli_creates_previews_pauses_resumes_and_cancels(
     assert await asyncio.to_thread(run, "campaign", "create", "--area", "QH", "--text-vi",
                                    "Thử", "--cron", "every monday") == 2
     assert "Không đọc được lịch gửi" in capsys.readouterr().err
+    # Content written for teachers, sent to parents: refused until confirmed with --yes.
+    async with sessions() as session:
+        before = len((await session.execute(select(Campaign.id))).all())
+    assert await asyncio.to_thread(run, "campaign", "create", "--area", "QH", "--content",
+                                   "staff_disclosure_do") == 2
+    err = capsys.readouterr().err
+    assert "không được viết cho đối tượng: phụ huynh" in err and "--yes" in err
+    assert await asyncio.to_thread(run, "campaign", "create", "--area", "QH", "--content",
+                                   "staff_disclosure_do", "--roles", "liaison") == 0  # theirs
+    assert await asyncio.to_thread(run, "campaign", "create", "--area", "QH", "--content",
+                                   "staff_disclosure_do", "--yes") == 0
+    async with sessions() as session:
+        assert len((await session.execute(select(Campaign.id))).all()) == before + 2
 
 
 def test_content_library_is_complete_and_fits_every_channel() -> None:
     items = library()
-    assert len(items) >= 12
+    assert len(items) >= 60  # a school year of weekly tips without repeating every season
+    audiences = {a for i in items.values() for a in i.audiences}
+    assert audiences == {"parents", "staff", "students"}
+    for needed in ("drowning_rules", "online_kidnapping", "body_safety_small", "drugs_day",
+                   "tet_safety", "family_day", "domestic_violence_month", "child_marriage",
+                   "cyber_age_under6", "cyber_age_15_17", "staff_disclosure_do",
+                   "staff_disclosure_dont", "mental_health_signs"):
+        assert needed in items, needed
+    for entry in calendar().values():  # the built-in calendar never needs a confirmation
+        assert not audience_mismatch(entry.content, entry.roles), entry.id
+    weekly = calendar()["weekly_parent_tip"].content
+    assert len(set(weekly)) == len(weekly) >= 26  # each tip at most twice a year
     assert {i.topic for i in items.values()} == {"abuse", "violence", "cyber", "trafficking",
                                                  "general"}
     assert all(i.vi and i.en and len(i.vi) <= 700 and len(i.en) <= 700 for i in items.values())

@@ -63,6 +63,13 @@ async def test_an_admin_creates_previews_starts_and_follows_a_campaign(
         async with client.post(f"{base}/campaigns/reach",
                                data={**form, "role": ["parent", "liaison"]}) as reach:
             assert "Hiện sẽ gửi tới 2 người trong số 2 người" in await reach.text()
+        # A teachers' do-and-don't addressed to parents: the form asks before saving it.
+        for_staff = {**form, "content": "staff_disclosure_do"}
+        async with client.post(f"{base}/campaigns", data=for_staff) as asked:
+            html = await asked.text()
+        assert asked.status == 422
+        assert "không được viết cho đối tượng: phụ huynh" in html and 'name="audience_ok"' in html
+        assert await count(sessions, Campaign) == 0
         # Nothing to say: the form comes back with the reason, nothing is stored.
         async with client.post(f"{base}/campaigns", data={**form, "content": []}) as bad:
             html = await bad.text()
@@ -107,6 +114,11 @@ async def test_an_admin_creates_previews_starts_and_follows_a_campaign(
                                data={"csrf": token}) as refused:
             assert refused.status == 409
             assert "«đã xong»" in await refused.text()
+        # Confirmed, the same mismatched campaign is saved.
+        async with client.post(f"{base}/campaigns", data={**for_staff, "audience_ok": "1"},
+                               allow_redirects=False) as confirmed:
+            assert confirmed.status == 303
+        assert await count(sessions, Campaign) == 2
     async with sessions() as session:
         actions = (await session.execute(select(AuditEvent.action).order_by(AuditEvent.id)))\
             .scalars().all()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 from datetime import datetime
 from typing import Any
@@ -46,6 +47,18 @@ def _status(status: str) -> str:
     return tr()(f"campaign.status.{status}")
 
 
+def _confirmed(warning: str) -> bool:
+    """Ask at a terminal; refuse elsewhere (a script says --yes when it means it)."""
+    if not sys.stdin.isatty():
+        raise CliError(f"{warning} {say('campaign.confirm_with_yes')}")
+    print(warning, file=sys.stderr)
+    answer = input(say("campaign.confirm") + " ").strip().lower()
+    if answer[:1] in ("c", "y"):  # có / yes
+        return True
+    print(say("campaign.not_created"), file=sys.stderr)
+    return False
+
+
 async def cmd_campaign_create(args: argparse.Namespace) -> int:
     """Create a campaign (a draft unless --start), print its reach, optionally preview it."""
     settings = settings_or_fail()
@@ -63,6 +76,9 @@ async def cmd_campaign_create(args: argparse.Namespace) -> int:
     if len(schedules) > 1:
         raise CliError(say("campaign.cron_or_rrule"))
     schedule = schedules[0] if schedules else (entry.schedule if entry else "once")
+    warning = svc.audience_warning(tr(), content or [], roles)
+    if warning and not args.yes and not _confirmed(warning):
+        return 1
     now = clock_now()
     starts = _local_time(args.at, settings) if args.at else now
     ends = _local_time(args.until, settings) if args.until else None
@@ -236,6 +252,8 @@ def register(sub: Any) -> None:
     create.add_argument("--rrule", metavar="RULE", help="recurring: e.g. FREQ=WEEKLY;BYDAY=MO")
     create.add_argument("--preview-to", metavar="PHONE", help="send a preview to this person")
     create.add_argument("--start", action="store_true", help="activate at once")
+    create.add_argument("--yes", action="store_true",
+                        help="create it even if the content was written for other recipients")
     create.add_argument("--json", action="store_true")
     create.set_defaults(func=cmd_campaign_create)
     lst = csub.add_parser("list", help="list campaigns")

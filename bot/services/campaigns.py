@@ -17,7 +17,7 @@ from bot.core.i18n import Translator
 from bot.core.messages import Media, Outbound
 from bot.core.outbox import insert_rows, outbox_rows
 from bot.services.cases import notify
-from bot.services.content import Item, library
+from bot.services.content import ROLE_AUDIENCE, Item, audience_mismatch, library
 from bot.services.timing import QuietHours, ScheduleError, next_run, validate_schedule
 from storage.areas import subtree
 from storage.models import (
@@ -76,6 +76,19 @@ class Draft:
     school_levels: list[str] | None = None
     languages: list[str] | None = None
     ends_at: datetime | None = None
+
+
+def audience_warning(t: Translator, content_ids: Iterable[str], roles: Iterable[str]) -> str | None:
+    """A sentence when library content would reach people it was not written for (a tip for
+    teachers sent to parents), naming the items and those recipients; else None. Whoever
+    creates the campaign confirms it before it is saved."""
+    roles = list(roles)
+    items = audience_mismatch(content_ids, roles)
+    if not items:
+        return None
+    unsuited = [r for r in roles if any(ROLE_AUDIENCE.get(r) not in i.audiences for i in items)]
+    return t("campaign.mismatch", items="; ".join(f"«{i.title(t.language)}»" for i in items),
+             roles=", ".join(t(f"role.{r}").lower() for r in unsuited))
 
 
 def new_campaign(draft: Draft, *, now: datetime, person_id: int | None = None) -> Campaign:

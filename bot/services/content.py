@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -18,6 +19,8 @@ ROLES = ("parent", "liaison", "officer", "admin")
 
 
 TITLE_MAX = 60
+# Whom a library audience is written for, by the role that receives a campaign.
+ROLE_AUDIENCE = {"parent": "parents", "liaison": "staff", "officer": "staff", "admin": "staff"}
 
 
 class ContentError(Exception):
@@ -39,6 +42,10 @@ class Item:
         """Return the text in language (Vietnamese if unknown)."""
         return self.en if language == "en" else self.vi
 
+    def suits(self, roles: Iterable[str]) -> bool:
+        """Whether the item is written for every one of these recipients' roles."""
+        return all(ROLE_AUDIENCE.get(role) in self.audiences for role in roles)
+
     def title(self, language: str) -> str:
         """A short name for menus: the text up to its first colon, at most 60 characters."""
         head = self.text(language).partition(":")[0].strip()
@@ -56,6 +63,14 @@ class CalendarEntry:
     schedule: str
     roles: tuple[str, ...]
     content: tuple[str, ...]
+
+
+def audience_mismatch(content_ids: Iterable[str], roles: Iterable[str]) -> list[Item]:
+    """The library items among content_ids that are not written for every role the campaign
+    reaches (a students' tip sent to parents): worth a second look before it goes out."""
+    roles = list(roles)
+    items = library()
+    return [items[c] for c in content_ids if c in items and not items[c].suits(roles)]
 
 
 def _load(name: str) -> dict:

@@ -104,14 +104,14 @@ async def _form_context(page: Page, values: dict[str, Any]) -> dict[str, Any]:
 def _defaults(page: Page) -> dict[str, Any]:
     return {"name": "", "area": [str(a) for a in _own_areas(page)], "role": [Role.PARENT],
             "level": [], "language": [], "content": [], "text_vi": "", "text_en": "",
-            "image": "", "at": "", "repeat": "once", "until": ""}
+            "image": "", "at": "", "repeat": "once", "until": "", "audience_ok": ""}
 
 
 def _values(form: MultiMapping[Any]) -> dict[str, Any]:
     """The form as it was filled in (to fill it in again when something is wrong)."""
     many = ("area", "role", "level", "language", "content")
     values: dict[str, Any] = {k: [str(v) for v in form.getall(k, [])] for k in many}
-    for key in ("name", "text_vi", "text_en", "image", "at", "repeat", "until"):
+    for key in ("name", "text_vi", "text_en", "image", "at", "repeat", "until", "audience_ok"):
         values[key] = str(form.get(key, "")).strip()
     return values
 
@@ -183,6 +183,10 @@ async def create(request: web.Request) -> web.Response:
     except svc.CampaignProblem as problem:
         return page.render("campaign_new.html", status=422, nav="campaigns",
                            problem=problem.text(page.t), **await _form_context(page, values))
+    warning = svc.audience_warning(page.t, values["content"], values["role"])
+    if warning and values["audience_ok"] != "1":  # saved only once they confirm it
+        return page.render("campaign_new.html", status=422, nav="campaigns", problem=None,
+                           mismatch=warning, **await _form_context(page, values))
     page.db.add(campaign)
     await page.db.flush()
     await console.audit(page.db, page.person.id, "campaign_created", f"#{campaign.id}",
