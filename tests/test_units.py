@@ -32,12 +32,15 @@ def test_vietnamese_messages_do_not_call_the_reader_ban() -> None:
     found = [key for key, text in catalogues()["vi"].items() if casual.search(text)]
     assert found == []
 
+
 def test_every_message_key_used_in_code_exists() -> None:
     root = Path(__file__).resolve().parents[1]
     used = set()
     for path in [*root.glob("handlers/*.py"), *root.glob("bot/**/*.py"),
                  *root.glob("schedules/*.py")]:
-        used |= set(re.findall(r'(?:reply|t)\(\s*"([a-z_]+\.[a-z_.]+)"', path.read_text()))
+        text = path.read_text()
+        used |= set(re.findall(r'(?:reply|t|tr\(\))\(\s*"([a-z_]+\.[a-z_.]+)"', text))
+        used |= {f"cli.{key}" for key in re.findall(r'\bsay\(\s*"([a-z_][a-z_.]*)"', text)}
     assert used, "the scan found no keys"
     assert used <= set(catalogues()["vi"])
 
