@@ -35,7 +35,7 @@ def test_directory_import_and_show(env: Path, capsys: pytest.CaptureFixture[str]
     assert main(["directory", "show"]) == 0
     tree = capsys.readouterr().out.splitlines()
     assert tree[0].startswith("TH  Tỉnh Thanh Hóa (tỉnh)")
-    assert any(line.startswith("    HX  Xã Hồi Xuân (xã) — trường 1, cán bộ công an 2, "
+    assert any(line.startswith("    HX  Xã Hồi Xuân (xã) — trường 1, cán bộ Công an 2, "
                                "giáo viên đầu mối 1") for line in tree)
     assert main(["directory", "show", "--lang", "en"]) == 0  # --lang after the command too
     assert any(line.startswith("    HX  Xã Hồi Xuân (xã) — schools 1, officers 2, liaisons 1")
@@ -96,7 +96,7 @@ def test_invite_export_gives_everyone_unlinked_a_personal_code(
     rows = list(load_workbook(out).active.iter_rows(values_only=True))
     assert rows[0][:4] == ("Họ và tên", "Số điện thoại", "Vai trò", "Nhiệm vụ")
     assert len(rows) == 1 + 6
-    assert {r[2] for r in rows[1:]} == {"Cán bộ công an phụ trách địa bàn",
+    assert {r[2] for r in rows[1:]} == {"Cán bộ Công an phụ trách địa bàn",
                                         "Cán bộ đầu mối của nhà trường"}
     codes = {r[6] for r in rows[1:]}
     assert len(codes) == 6

@@ -92,7 +92,7 @@ async def test_liaisons_and_parents_are_told_the_console_is_not_for_them(app, pe
                                                                          fake_telegram):
     for chat_id in (LIAISON_HX, PARENT_HX):
         reply = (await Chat(fake_telegram, chat_id).say("/web"))[0]
-        assert "dành cho cán bộ công an và Ban Chỉ đạo" in reply
+        assert "dành cho cán bộ Công an và Ban Chỉ đạo" in reply
         assert "/console/in/" not in reply
 
 
