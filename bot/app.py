@@ -32,7 +32,7 @@ from handlers import build_router
 from schedules import build_scheduler
 from schedules.campaigns import campaign_tick
 from schedules.escalation import tick as escalation_tick
-from storage import db
+from storage import crypto, db
 from storage.media import forget_old_uploads, keep_remote_media
 from storage.models import KeyValue
 
@@ -55,10 +55,18 @@ class ConfigError(Exception):
         return t(f"config.problem.{self.key}", **self.values)
 
 
+def use_data_keys(settings: Settings) -> None:
+    """Configure encryption at rest with the settings' keys (DataKeyError when malformed)."""
+    keys = settings.data_keys.get_secret_value() if settings.data_keys else None
+    crypto.configure(crypto.parse_keys(keys))
+
+
 def check_settings(settings: Settings) -> None:
     """Refuse settings that cannot run, with one sentence an operator can act on."""
     if settings.telegram_token is None and settings.zalo_token is None:
         raise ConfigError("no_token")
+    if settings.data_keys is None:  # a bot takes reports: it must be able to encrypt them
+        raise ConfigError("no_data_keys")
     for name in ("telegram", "zalo"):
         if getattr(settings, f"{name}_webhook_url") and \
                 getattr(settings, f"{name}_webhook_secret") is None:
@@ -73,6 +81,7 @@ class App:
 
     def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
+        use_data_keys(settings)
         self.clock = clock or Clock()
         self.engine = db.create_engine(settings.database_url)
         self.sessions = db.sessionmaker(self.engine)

@@ -29,6 +29,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.bench_campaign import reset_schema
+from storage import crypto
 from tests.auxil.fake_telegram import FakeTelegram
 
 FIRST_USER = 5_000_000
@@ -81,6 +82,7 @@ async def run(args: argparse.Namespace) -> None:
     fake = FakeTelegram(keep_calls=False)
     await fake.start()
     base = {k: v for k, v in os.environ.items() if not k.startswith("SAFESCHOOL_")}
+    base["SAFESCHOOL_DATA_KEYS"] = crypto.generate_key()
     try:
         echo = workdir / "echo_bot.py"
         echo.write_text(ECHO_BOT)

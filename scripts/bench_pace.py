@@ -35,7 +35,7 @@ from sqlalchemy import func, select
 from bot.core.settings import Settings
 from bot.services.campaigns import activate
 from scripts.bench_campaign import arguments, prepare
-from storage import db
+from storage import crypto, db
 from storage.models import Account, Area, Campaign, CampaignRun, Outbox, OutboxStatus, Priority
 from tests.auxil.fake_telegram import FakeTelegram
 from tests.auxil.faults import add_liaisons
@@ -103,6 +103,7 @@ async def run(args: argparse.Namespace) -> None:
     await fake.start()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAFESCHOOL_")}
     env.update({
+        "SAFESCHOOL_DATA_KEYS": ",".join(crypto.keyring().keys),
         "SAFESCHOOL_DATABASE_URL": url, "SAFESCHOOL_TELEGRAM_TOKEN": fake.token,
         "SAFESCHOOL_TELEGRAM_API_URL": fake.api_url, "SAFESCHOOL_TELEGRAM_POLL_TIMEOUT": "10",
         "SAFESCHOOL_HTTP_PORT": "0", "SAFESCHOOL_QUIET_HOURS": "00:00-00:00",

@@ -14,6 +14,7 @@ import aiohttp
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from storage import crypto
 from storage.models import IncidentAttachment
 
 _LOGGER = logging.getLogger(__name__)
@@ -39,18 +40,15 @@ async def _download(http: aiohttp.ClientSession, url: str, target: Path) -> None
         kind = resp.headers.get("Content-Type", "application/octet-stream").split(";")[0]
         if not kind.startswith(ALLOWED_TYPES):
             raise FetchError(f"refused content type {kind}")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(target.suffix + ".part")
-        size = 0
-        with partial.open("wb") as out:
-            async for chunk in resp.content.iter_chunked(64 * 1024):
-                size += len(chunk)
-                if size > MAX_BYTES:
-                    out.close()
-                    partial.unlink(missing_ok=True)
-                    raise FetchError("larger than 20 MB")
-                out.write(chunk)
-        os.replace(partial, target)
+        data = bytearray()  # in memory (at most 20 MB): the plain bytes never touch the disk
+        async for chunk in resp.content.iter_chunked(64 * 1024):
+            data += chunk
+            if len(data) > MAX_BYTES:
+                raise FetchError("larger than 20 MB")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(target.suffix + ".part")
+    partial.write_bytes(crypto.seal_bytes(bytes(data)))
+    os.replace(partial, target)
 
 
 async def keep_remote_media(sessions: async_sessionmaker, media_dir: Path,

@@ -23,6 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from storage.crypto import EncryptedFloat, EncryptedJSON, EncryptedText
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -248,7 +250,7 @@ class Conversation(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), primary_key=True)
     flow: Mapped[str | None] = mapped_column(String(64))
     step: Mapped[str | None] = mapped_column(String(64))
-    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    data: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON(), default=dict)  # drafts
     choices: Mapped[list[str]] = mapped_column(JSON, default=list)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -274,7 +276,7 @@ class InboxItem(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     channel: Mapped[str] = mapped_column(String(16))
     event_id: Mapped[str] = mapped_column(String(128))
-    inbound: Mapped[dict[str, Any]] = mapped_column(JSON)
+    inbound: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON())
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
 
@@ -300,7 +302,7 @@ class Outbox(Base):
     channel: Mapped[str] = mapped_column(String(16))
     chat_id: Mapped[str] = mapped_column(String(128))
     priority: Mapped[int] = mapped_column(Integer, default=Priority.REPLY)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    payload: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON())
     status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -438,17 +440,18 @@ class Incident(Base):
     reporter_role: Mapped[str] = mapped_column(String(16))
     anonymous: Mapped[bool] = mapped_column(default=False)
     # What a named reporter the directory does not know (a parent) left for the police.
-    reporter_name: Mapped[str | None] = mapped_column(String(255))
-    reporter_phone: Mapped[str | None] = mapped_column(String(32))
+    reporter_name: Mapped[str | None] = mapped_column(EncryptedText())
+    reporter_phone: Mapped[str | None] = mapped_column(EncryptedText())
     urgent: Mapped[bool] = mapped_column(default=False)
     category: Mapped[str] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16), default=IncidentStatus.NEW, index=True)
-    description: Mapped[str | None] = mapped_column(Text)
-    occurred: Mapped[str | None] = mapped_column(String(64))
-    place: Mapped[str | None] = mapped_column(String(500))
-    latitude: Mapped[float | None] = mapped_column()
-    longitude: Mapped[float | None] = mapped_column()
-    children: Mapped[str | None] = mapped_column(String(200))
+    # What can describe the case or a child is encrypted at rest (storage/crypto.py).
+    description: Mapped[str | None] = mapped_column(EncryptedText())
+    occurred: Mapped[str | None] = mapped_column(EncryptedText())
+    place: Mapped[str | None] = mapped_column(EncryptedText())
+    latitude: Mapped[float | None] = mapped_column(EncryptedFloat())
+    longitude: Mapped[float | None] = mapped_column(EncryptedFloat())
+    children: Mapped[str | None] = mapped_column(EncryptedText())
     assigned_person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)
     outcome: Mapped[str | None] = mapped_column(String(32))
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"))
@@ -509,7 +512,7 @@ class IncidentEvent(Base):
     actor_person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"))
     actor_role: Mapped[str] = mapped_column(String(16))
     kind: Mapped[str] = mapped_column(String(32))
-    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    data: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON(), default=dict)
 
 
 class CaseAccess(Base):

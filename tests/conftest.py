@@ -15,7 +15,7 @@ from bot.app import App
 from bot.core.clock import FakeClock
 from bot.core.settings import Settings
 from bot.services.directory import import_rows, read_files
-from storage import db
+from storage import crypto, db
 from storage.models import Base
 from tests.auxil.directory import write_directory
 from tests.auxil.fake_telegram import FakeTelegram
@@ -23,6 +23,12 @@ from tests.auxil.fake_zalo import FakeZalo
 
 # CI sets this to run the whole suite on PostgreSQL as well.
 PG_URL = os.environ.get("SAFESCHOOL_TEST_DATABASE_URL")
+
+# Case data is encrypted at rest in every test, as in production: one key for the session,
+# in the environment so that the command line and subprocesses use it too.
+TEST_DATA_KEY = crypto.generate_key()
+os.environ["SAFESCHOOL_DATA_KEYS"] = TEST_DATA_KEY
+crypto.configure([TEST_DATA_KEY])
 
 
 @pytest.fixture(scope="session")

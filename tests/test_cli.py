@@ -123,7 +123,8 @@ def test_school_codes_lists_parent_codes(env: Path, capsys: pytest.CaptureFixtur
 def _run(args: list[str], env_vars: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
     import os
 
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("SAFESCHOOL_")}
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith("SAFESCHOOL_") or k == "SAFESCHOOL_DATA_KEYS"}
     environ.update(env_vars)
     return subprocess.run([sys.executable, "-m", "bot", *args], env=environ, cwd=cwd,
                           capture_output=True, text=True, timeout=60)

@@ -142,7 +142,8 @@ async def test_undeliverable_messages_are_reported_to_the_admins_once(
 # ---- a real process, killed ------------------------------------------------------------------
 
 def _spawn(database_url: str, fake: FakeTelegram, workdir: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFESCHOOL_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SAFESCHOOL_") or k == "SAFESCHOOL_DATA_KEYS"}
     env.update({
         "SAFESCHOOL_DATABASE_URL": database_url,
         "SAFESCHOOL_TELEGRAM_TOKEN": fake.token,

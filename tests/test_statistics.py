@@ -466,7 +466,7 @@ def cli_env(database_url, tmp_path, monkeypatch) -> None:
 
     monkeypatch.chdir(tmp_path)
     for name in list(os.environ):
-        if name.startswith("SAFESCHOOL_"):
+        if name.startswith("SAFESCHOOL_") and name != "SAFESCHOOL_DATA_KEYS":
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SAFESCHOOL_DATABASE_URL", database_url)
 

@@ -447,7 +447,12 @@ async def test_files_known_by_url_are_kept_and_shown_from_our_copy(
     assert (tmp_path / "media" / str(incident.id)).is_dir()
     from pathlib import Path
 
-    assert Path(kept[0].stored_path).read_bytes() == jpeg  # noqa: ASYNC240
+    on_disk = Path(kept[0].stored_path).read_bytes()  # noqa: ASYNC240
+    assert jpeg[:64] not in on_disk and jpeg[-64:] not in on_disk  # encrypted at rest
+    assert not list((tmp_path / "media").rglob("*.part"))  # nor ever written in the clear
+    from storage import crypto
+
+    assert crypto.read_file(kept[0].stored_path) == jpeg
     assert [r.fetch_attempts for r in rows] == [1, 1, 1]
     assert await keep_remote_media(sessions, tmp_path / "media") == 0  # kept: not again
 

@@ -56,6 +56,7 @@ from bot.core.channel import (
 from bot.core.i18n import Translator
 from bot.core.messages import Attachment, Inbound, Outbound
 from bot.core.settings import Settings
+from storage import crypto
 
 _LOGGER = logging.getLogger(__name__)
 # We call getUpdates through do_api_request on purpose: get_updates would parse the updates
@@ -153,7 +154,7 @@ def to_inbound(update: Update) -> Inbound | None:
 
 def _read_kept(path: str) -> bytes | None:
     try:
-        return Path(path).read_bytes()
+        return crypto.read_file(path)  # kept files are encrypted at rest
     except OSError:
         return None
 

@@ -15,9 +15,10 @@ from importlib import metadata
 # queue messages fit them to the recipient's messenger like the running bot does.
 import bot.channels.telegram
 import bot.channels.zalo  # noqa: F401
-from bot.cli import campaign, directory, escalation, invite, run, stats
-from bot.cli.common import EXIT_USAGE, CliError, choose_language
+from bot.cli import campaign, directory, escalation, invite, keys, run, stats
+from bot.cli.common import EXIT_USAGE, CliError, choose_language, key_problem
 from bot.core.settings import LANGUAGES
+from storage.crypto import DataKeyError
 
 
 def _version() -> str:
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lang", choices=LANGUAGES, help="language of messages (default: "
                         "SAFESCHOOL_DEFAULT_LANGUAGE, else vi); also after the command")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (run, directory, invite, escalation, campaign, stats):
+    for group in (run, directory, invite, escalation, campaign, stats, keys):
         group.register(sub)
     return parser
 
@@ -70,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(args.func(args))
     except CliError as exc:
         print(f"safeschool: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except DataKeyError as exc:  # data under a key we do not have: one sentence, no traceback
+        print(f"safeschool: {key_problem(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130

@@ -12,12 +12,14 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from bot.app import use_data_keys
 from bot.channels.telegram import ask_username
 from bot.core.clock import Clock
 from bot.core.i18n import Translator
 from bot.core.settings import LANGUAGES, Settings, safe_url
 from bot.services.codes import USERNAME_KEY, telegram_username
 from storage import db
+from storage.crypto import DataKeyError
 from storage.models import Area, KeyValue
 
 EXIT_USAGE = 2
@@ -102,12 +104,22 @@ class CliError(Exception):
 def settings_or_fail() -> Settings:
     """Read the settings, or say in one sentence which one is wrong."""
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         first = exc.errors()[0]
         field = "SAFESCHOOL_" + str(first["loc"][0]).upper() if first["loc"] else "?"
         message = str(first["msg"]).removeprefix("Value error, ")
         raise CliError(say("setting_invalid", field=field, message=message)) from exc
+    try:
+        use_data_keys(settings)
+    except DataKeyError as exc:
+        raise CliError(key_problem(exc)) from exc
+    return settings
+
+
+def key_problem(exc: DataKeyError) -> str:
+    """A data-key problem as one sentence in the command line's language."""
+    return say(f"key.{exc.key}", **exc.values)
 
 
 @asynccontextmanager

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     code_lockout_minutes: int = 15
     invite_default_expiry_days: int = 7
     media_dir: Path = Path("media")
+    # Encryption at rest (storage/crypto.py): keys separated by commas or spaces; the first
+    # encrypts, every one decrypts. `safeschool keys generate` makes one.
+    data_keys: SecretStr | None = None
     case_tick_seconds: float = 15.0
     quiet_hours: str = "21:00-07:00"  # local time; awareness messages wait, alerts never do
     # Reports.

@@ -21,6 +21,7 @@ from bot.services.cases import (
 )
 from bot.web.base import Page, page_of, query_string, see_other
 from bot.web.dashboard import chosen_period
+from storage import crypto
 from storage.areas import subtree
 from storage.models import CATEGORIES, OUTCOMES, Area, IncidentStatus, Role, School
 
@@ -149,7 +150,8 @@ async def case_file(request: web.Request) -> web.StreamResponse:
     mime = item.mime_type or "application/octet-stream"
     disposition = "inline" if mime in INLINE else "attachment"
     name = item.name or f"{item.kind}-{item.id}{path.suffix}"
-    return web.FileResponse(path, headers={
+    body = await asyncio.to_thread(crypto.read_file, path)  # kept files are encrypted
+    return web.Response(body=body, headers={
         **FILE_HEADERS, "Content-Type": mime,
         "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(name)}"})
 

@@ -81,7 +81,8 @@ class Launcher:
 
     def start(self, log_level: str = "INFO", **extra: str) -> Bot:
         """Start `safeschool run` against the fake."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SAFESCHOOL_")}
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("SAFESCHOOL_") or k == "SAFESCHOOL_DATA_KEYS"}
         env.update({
             "SAFESCHOOL_DATABASE_URL": self.database_url,
             "SAFESCHOOL_TELEGRAM_TOKEN": self.fake.token,

@@ -1,0 +1,165 @@
+"""Children's data at rest: what a copied database file, a backup or a query shows of a case
+(nothing readable), key rotation, and a wrong key."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, text
+
+from bot.cli import main
+from storage import crypto, db, rotation
+from storage.models import Base, Conversation, Incident, IncidentEvent, Outbox
+from tests.auxil.people import LIAISON_HX, OFFICER_HX, Chat, link_everyone
+from tests.conftest import TEST_DATA_KEY
+from tests.test_reports import file_report
+
+pytestmark = pytest.mark.usefixtures("directory")
+
+WORDS = "Mận Trần bị bạn lớp 8 giật tóc sau nhà xe"
+SECRETS = ["Mận Trần", "giật tóc", "nhà xe", "11 và 13 tuổi"]
+
+
+def _raw_rows(sync_conn) -> str:
+    """Every row of every table as the database gives it, no type decoding: what a query,
+    an export or a backup's data sees."""
+    out = []
+    for table in Base.metadata.sorted_tables:
+        for row in sync_conn.execute(text(f"SELECT * FROM {table.name}")):
+            out.append(" ".join(str(v) for v in row))
+    return "\n".join(out)
+
+
+def _files_of(database_url: str) -> bytes:
+    """The SQLite file and its write-ahead log, as a copy of them would hold."""
+    path = Path(database_url.split("///", 1)[1])
+    return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
+
+
+def _pg_dump(database_url: str) -> str | None:
+    """`pg_dump --data-only` of the test database, when the tool is installed."""
+    if shutil.which("pg_dump") is None:
+        return None
+    plain = database_url.replace("postgresql+asyncpg://", "postgresql://")
+    return subprocess.run(["pg_dump", "--data-only", plain], capture_output=True, text=True,
+                          check=True, timeout=120).stdout
+
+
+async def test_a_report_leaves_no_readable_words_at_rest(
+        app, fake_telegram, sessions, clock, engine, database_url) -> None:
+    await link_everyone(sessions, clock)
+    teacher = Chat(fake_telegram, LIAISON_HX)
+    await file_report(teacher, description=WORDS)
+    [alert] = await Chat(fake_telegram, OFFICER_HX).wait(1)
+    assert "giật tóc" in alert  # the officer reads it: encryption is below the code
+    async with sessions() as session:
+        incident = (await session.execute(select(Incident))).scalar_one()
+        assert incident.description == WORDS and incident.children == "2 em, 11 và 13 tuổi"
+    await app.worker.settled()
+    async with engine.connect() as conn:
+        raw = await conn.run_sync(_raw_rows)
+    assert "Mận" not in raw and all(secret not in raw for secret in SECRETS)
+    assert crypto.keyring().current_prefix() in raw  # encrypted, not merely absent
+    if database_url.startswith("sqlite"):
+        await engine.dispose()  # everything written out to the file
+        files = _files_of(database_url)
+        assert files and all(secret.encode() not in files for secret in SECRETS)
+    else:
+        dump = _pg_dump(database_url)
+        if dump is not None:
+            assert "INSERT" in dump or "COPY" in dump
+            assert all(secret not in dump for secret in SECRETS)
+
+
+async def test_rotation_moves_every_value_to_the_new_key_and_resumes_after_a_stop(
+        app, fake_telegram, sessions, clock, engine) -> None:
+    await link_everyone(sessions, clock)
+    await file_report(Chat(fake_telegram, LIAISON_HX), description=WORDS)
+    await app.worker.settled()
+    old = crypto.keyring().keys[0]
+    new = crypto.generate_key()
+    try:
+        crypto.configure([new, old])  # the new key first: it encrypts from now on
+        before = await rotation.remaining(engine)
+        assert before.total > 5 and before.columns["incidents.description"] == 1
+
+        class Killed(Exception):
+            pass
+
+        def die_after_first_batch(done: int) -> None:
+            raise Killed(done)
+
+        with pytest.raises(Killed) as killed:  # killed after its first committed batch
+            await rotation.rotate(engine, batch=2, progress=die_after_first_batch)
+        first = killed.value.args[0]
+        assert 0 < first <= 2
+        assert (await rotation.remaining(engine)).total == before.total - first
+        rewritten = await rotation.rotate(engine, batch=2)  # started again: resumes
+        assert rewritten == before.total - first  # nothing done twice, nothing left
+        assert (await rotation.remaining(engine)).total == 0
+        crypto.configure([new])  # the old key is gone: everything still reads
+        async with sessions() as session:
+            incident = (await session.execute(select(Incident))).scalar_one()
+            assert incident.description == WORDS
+            assert (await session.execute(select(IncidentEvent.data))).scalars().all()
+            assert (await session.execute(select(Outbox.payload))).scalars().all()
+            assert (await session.execute(select(Conversation.data))).scalars().all() is not None
+    finally:
+        crypto.configure([old])
+
+
+async def test_a_wrong_or_missing_key_is_one_sentence_and_exit_2(
+        app, fake_telegram, sessions, clock, database_url, monkeypatch, capsys) -> None:
+    await link_everyone(sessions, clock)
+    await file_report(Chat(fake_telegram, LIAISON_HX), description=WORDS)
+    await app.stop()
+    monkeypatch.setenv("SAFESCHOOL_DATABASE_URL", database_url)
+    try:
+        monkeypatch.setenv("SAFESCHOOL_DATA_KEYS", crypto.generate_key())  # not the data's
+        assert await asyncio.to_thread(main, ["keys", "rotate", "--lang", "en"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("safeschool: data was encrypted with key ")
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+        monkeypatch.setenv("SAFESCHOOL_DATA_KEYS", "not-a-key")
+        assert await asyncio.to_thread(main, ["keys", "rotate"]) == 2
+        assert "khóa thứ 1 trong SAFESCHOOL_DATA_KEYS không hợp lệ" in capsys.readouterr().err
+    finally:
+        crypto.configure([TEST_DATA_KEY])  # the command line reconfigured this process
+
+
+async def test_keys_generate_prints_a_usable_key(capsys) -> None:
+    assert await asyncio.to_thread(main, ["keys", "generate"]) == 0
+    key = capsys.readouterr().out.strip()
+    assert crypto.parse_keys(key) == [key] and crypto.key_id(key) != crypto.key_id(
+        crypto.generate_key())
+
+
+async def test_the_migration_encrypts_rows_written_before_it(tmp_path) -> None:
+    engine = db.create_engine(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
+    try:
+        await db.upgrade(engine, "0014")
+        async with engine.begin() as conn:
+            await conn.execute(text("INSERT INTO areas (id, code, name) VALUES (1, 'HX', 'X')"))
+            await conn.execute(text(
+                "INSERT INTO schools (id, code, name, area_id, parent_code) "
+                "VALUES (1, 'S', 'T', 1, 'P')"))
+            await conn.execute(text(
+                "INSERT INTO incidents (id, ref, school_id, area_id, reporter_role, anonymous,"
+                " urgent, category, status, description, place, latitude, created_at,"
+                " updated_at, escalation_step) VALUES (1, 'HX-1', 1, 1, 'liaison', 0, 0,"
+                " 'bullying', 'new', :d, 'nhà xe', 19.5, '2026-11-01 00:00:00',"
+                " '2026-11-01 00:00:00', 0)"), {"d": WORDS})
+        await db.upgrade(engine)
+        async with engine.connect() as conn:
+            raw = await conn.run_sync(_raw_rows)
+        assert "giật tóc" not in raw and "nhà xe" not in raw
+        async with db.sessionmaker(engine)() as session:
+            incident = await session.get(Incident, 1)
+            assert (incident.description, incident.place, incident.latitude) == (
+                WORDS, "nhà xe", 19.5)
+    finally:
+        await engine.dispose()
