@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from aiohttp import web
+from pydantic import SecretStr
 
 from bot.channels.telegram import TelegramChannel
 from bot.channels.zalo import ZaloChannel
@@ -59,14 +60,23 @@ def use_data_keys(settings: Settings) -> None:
     """Configure encryption at rest with the settings' keys (DataKeyError when malformed)."""
     keys = settings.data_keys.get_secret_value() if settings.data_keys else None
     crypto.configure(crypto.parse_keys(keys))
+    relay = settings.relay_key.get_secret_value() if settings.relay_key else None
+    crypto.configure_relay(crypto.parse_relay_key(relay))
+
+
+def _secret(value: SecretStr | None) -> str:
+    """A secret setting's value ("" when unset or left empty, as env.example leaves it)."""
+    return value.get_secret_value().strip() if value is not None else ""
 
 
 def check_settings(settings: Settings) -> None:
     """Refuse settings that cannot run, with one sentence an operator can act on."""
     if settings.telegram_token is None and settings.zalo_token is None:
         raise ConfigError("no_token")
-    if settings.data_keys is None:  # a bot takes reports: it must be able to encrypt them
+    if not _secret(settings.data_keys):  # a bot takes reports: it must be able to encrypt them
         raise ConfigError("no_data_keys")
+    if not _secret(settings.relay_key):  # and link an anonymous report to its reporter
+        raise ConfigError("no_relay_key")
     for name in ("telegram", "zalo"):
         if getattr(settings, f"{name}_webhook_url") and \
                 getattr(settings, f"{name}_webhook_secret") is None:

@@ -47,6 +47,8 @@ SAMPLE_SECONDS = 0.05  # how often the benchmark looks at its counters
 # Case data is encrypted at rest: the benchmark runs with a key of its own.
 os.environ.setdefault("SAFESCHOOL_DATA_KEYS", crypto.generate_key())
 crypto.configure(crypto.parse_keys(os.environ["SAFESCHOOL_DATA_KEYS"]))
+os.environ.setdefault("SAFESCHOOL_RELAY_KEY", crypto.generate_key())
+crypto.configure_relay(os.environ["SAFESCHOOL_RELAY_KEY"])
 
 
 def peak_rss_mib() -> float:

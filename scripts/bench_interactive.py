@@ -83,6 +83,7 @@ async def run(args: argparse.Namespace) -> None:
     await fake.start()
     base = {k: v for k, v in os.environ.items() if not k.startswith("SAFESCHOOL_")}
     base["SAFESCHOOL_DATA_KEYS"] = crypto.generate_key()
+    base["SAFESCHOOL_RELAY_KEY"] = crypto.generate_key()
     try:
         echo = workdir / "echo_bot.py"
         echo.write_text(ECHO_BOT)

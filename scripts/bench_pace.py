@@ -104,6 +104,7 @@ async def run(args: argparse.Namespace) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAFESCHOOL_")}
     env.update({
         "SAFESCHOOL_DATA_KEYS": ",".join(crypto.keyring().keys),
+        "SAFESCHOOL_RELAY_KEY": crypto.relay().key or "",
         "SAFESCHOOL_DATABASE_URL": url, "SAFESCHOOL_TELEGRAM_TOKEN": fake.token,
         "SAFESCHOOL_TELEGRAM_API_URL": fake.api_url, "SAFESCHOOL_TELEGRAM_POLL_TIMEOUT": "10",
         "SAFESCHOOL_HTTP_PORT": "0", "SAFESCHOOL_QUIET_HOURS": "00:00-00:00",

@@ -16,6 +16,7 @@ does not verify, raises `DataKeyError`: never silent garbage.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -198,6 +199,75 @@ class EncryptedJSON(_Encrypted):
 
     def decode(self, plain: str) -> Any:
         return json.loads(plain)
+
+
+class Relay:
+    """The sealed link from an anonymous report to its reporter (`SAFESCHOOL_RELAY_KEY`).
+
+    Only the relay code holds this key: the case keeps the reporter's person and account
+    encrypted under it (`seal`), and a keyed hash of the person (`tag`) lets the reporter find
+    their own cases. Without the key a database query, an export or the console sees neither:
+    the data keys do not open it, and a hash of a small number cannot be reversed without the
+    key it was made with."""
+
+    def __init__(self, key: str | None) -> None:
+        self.key = key
+        self._fernet = Fernet(key) if key else None
+        self._mac = hashlib.sha256(b"relay-tag:" + key.encode()).digest() if key else b""
+
+    def _need(self) -> Fernet:
+        if self._fernet is None:
+            raise DataKeyError("relay_missing", "SAFESCHOOL_RELAY_KEY is not set: anonymous "
+                               "reports cannot be linked to their reporter without it (make "
+                               "one with `safeschool keys generate`)")
+        return self._fernet
+
+    def tag(self, *parts: object) -> str:
+        """A keyed hash of parts (stable for one key; meaningless without it)."""
+        self._need()
+        text = "|".join(str(p) for p in parts).encode()
+        return hmac.new(self._mac, text, hashlib.sha256).hexdigest()[:40]
+
+    def seal(self, person_id: int | None, account_id: int | None) -> str:
+        """The reporter's person and account, readable by the relay alone."""
+        plain = json.dumps({"p": person_id, "a": account_id}).encode()
+        return self._need().encrypt(plain).decode()
+
+    def unseal(self, sealed: str) -> tuple[int | None, int | None]:
+        """(person id, account id) of a seal; DataKeyError if it is not under this key."""
+        try:
+            found = json.loads(self._need().decrypt(sealed.encode()))
+        except InvalidToken as exc:
+            raise DataKeyError("relay_invalid", "an anonymous reporter's link does not open "
+                               "with SAFESCHOOL_RELAY_KEY: the key is wrong") from exc
+        return found.get("p"), found.get("a")
+
+
+def parse_relay_key(text: str | None) -> str | None:
+    """The `SAFESCHOOL_RELAY_KEY` value, checked."""
+    key = (text or "").strip() or None
+    if key is not None:
+        try:
+            Fernet(key)
+        except (ValueError, TypeError) as exc:
+            raise DataKeyError("relay_malformed", "SAFESCHOOL_RELAY_KEY is not a valid key "
+                               "(make one with `safeschool keys generate`)") from exc
+    return key
+
+
+_RELAY = Relay(None)
+
+
+def configure_relay(key: str | None) -> Relay:
+    """Use this relay key in this process."""
+    global _RELAY
+    _RELAY = Relay(key)
+    return _RELAY
+
+
+def relay() -> Relay:
+    """The relay key this process uses."""
+    return _RELAY
 
 
 # The primary key of each table with encrypted columns (rotation walks rows by it).

@@ -170,9 +170,34 @@ async def upgrade(engine: AsyncEngine, revision: str = "head") -> list[str]:
     pending = await pending_migrations(engine)
     if pending:
         _LOGGER.info("Applying %d database migration(s)", len(pending))
-        async with engine.begin() as conn:
-            await conn.run_sync(_upgrade, revision)
+        async with engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                # SQLite changes a column by copying the table and dropping the old one; rows
+                # pointing at it (a case's timeline) would fail the drop. Foreign keys are
+                # off for the migration (it can only be switched outside a transaction) and
+                # checked whole before they are on again.
+                await conn.run_sync(_sqlite_pragma, "foreign_keys=OFF")
+            try:
+                async with conn.begin():
+                    await conn.run_sync(_upgrade, revision)
+                    if sqlite:
+                        broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
+                        if broken:
+                            raise RuntimeError(f"migration broke foreign keys: {broken[:5]}")
+            finally:
+                if sqlite:
+                    await conn.run_sync(_sqlite_pragma, "foreign_keys=ON")
     return pending
+
+
+def _sqlite_pragma(sync_conn: Connection, pragma: str) -> None:
+    """Run a PRAGMA on the driver's connection, outside any transaction."""
+    cursor = sync_conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA {pragma}")
+    finally:
+        cursor.close()
 
 
 # ---- transient failures ---------------------------------------------------------------------

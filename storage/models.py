@@ -437,6 +437,11 @@ class Incident(Base):
     area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
     reporter_person_id: Mapped[int | None] = mapped_column(ForeignKey("people.id"), index=True)
     reporter_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    # An anonymous report keeps neither id above: its reporter's person and account are sealed
+    # with SAFESCHOOL_RELAY_KEY (only the relay opens them), and `reporter_tag`, a hash keyed
+    # with it, lets the reporter list their own cases (storage/crypto.py, Relay).
+    reporter_seal: Mapped[str | None] = mapped_column(Text)
+    reporter_tag: Mapped[str | None] = mapped_column(String(40), index=True)
     reporter_role: Mapped[str] = mapped_column(String(16))
     anonymous: Mapped[bool] = mapped_column(default=False)
     # What a named reporter the directory does not know (a parent) left for the police.

@@ -29,6 +29,10 @@ PG_URL = os.environ.get("SAFESCHOOL_TEST_DATABASE_URL")
 TEST_DATA_KEY = crypto.generate_key()
 os.environ["SAFESCHOOL_DATA_KEYS"] = TEST_DATA_KEY
 crypto.configure([TEST_DATA_KEY])
+# The relay key (the anonymous reporter's link) is a separate one.
+TEST_RELAY_KEY = crypto.generate_key()
+os.environ["SAFESCHOOL_RELAY_KEY"] = TEST_RELAY_KEY
+crypto.configure_relay(TEST_RELAY_KEY)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ import pytest
 from openpyxl import load_workbook
 
 from bot.cli import main
+from bot.cli.keys import KEY_SETTINGS
 from tests.auxil.directory import write_directory
 
 
@@ -124,7 +125,7 @@ def _run(args: list[str], env_vars: dict[str, str], cwd: Path) -> subprocess.Com
     import os
 
     environ = {k: v for k, v in os.environ.items()
-               if not k.startswith("SAFESCHOOL_") or k == "SAFESCHOOL_DATA_KEYS"}
+               if not k.startswith("SAFESCHOOL_") or k in KEY_SETTINGS}
     environ.update(env_vars)
     return subprocess.run([sys.executable, "-m", "bot", *args], env=environ, cwd=cwd,
                           capture_output=True, text=True, timeout=60)

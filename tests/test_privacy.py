@@ -12,11 +12,21 @@ import pytest
 from sqlalchemy import select, text
 
 from bot.cli import main
+from bot.services.cases import reporter_of
 from storage import crypto, db, rotation
-from storage.models import Base, Conversation, Incident, IncidentEvent, Outbox
-from tests.auxil.people import LIAISON_HX, OFFICER_HX, Chat, link_everyone
-from tests.conftest import TEST_DATA_KEY
+from storage.models import (
+    Account,
+    Base,
+    CaseAccess,
+    Conversation,
+    Incident,
+    IncidentEvent,
+    Outbox,
+)
+from tests.auxil.people import LIAISON_HX, OFFICER_HX, PARENT_HX, Chat, link_everyone
+from tests.conftest import TEST_DATA_KEY, TEST_RELAY_KEY
 from tests.test_reports import file_report
+from tests.test_reports import people as people  # the fixture, reused
 
 pytestmark = pytest.mark.usefixtures("directory")
 
@@ -153,13 +163,126 @@ async def test_the_migration_encrypts_rows_written_before_it(tmp_path) -> None:
                 " updated_at, escalation_step) VALUES (1, 'HX-1', 1, 1, 'liaison', 0, 0,"
                 " 'bullying', 'new', :d, 'nhà xe', 19.5, '2026-11-01 00:00:00',"
                 " '2026-11-01 00:00:00', 0)"), {"d": WORDS})
+            # An anonymous parent's report of before: its reporter named in the open.
+            await conn.execute(text(
+                "INSERT INTO people (id, phone, created_at) VALUES (5, '0912345678',"
+                " '2026-11-01 00:00:00')"))
+            await conn.execute(text(
+                "INSERT INTO accounts (id, channel, external_id, person_id, created_at,"
+                " code_failures) VALUES (9, 'telegram', '921', 5, '2026-11-01 00:00:00', 0)"))
+            await conn.execute(text(
+                "INSERT INTO incidents (id, ref, school_id, area_id, reporter_person_id,"
+                " reporter_account_id, reporter_role, anonymous, urgent, category, status,"
+                " created_at, updated_at, escalation_step) VALUES (2, 'HX-2', 1, 1, 5, 9,"
+                " 'parent', 1, 0, 'bullying', 'new', '2026-11-01 00:00:00',"
+                " '2026-11-01 00:00:00', 0)"))
+            await conn.execute(text(
+                "INSERT INTO incident_events (incident_id, at, actor_person_id, actor_role,"
+                " kind, data) VALUES (2, '2026-11-01 00:00:00', 5, 'reporter', 'answer',"
+                " '{}')"))
         await db.upgrade(engine)
         async with engine.connect() as conn:
             raw = await conn.run_sync(_raw_rows)
+            sealed = (await conn.execute(text(
+                "SELECT reporter_person_id, reporter_account_id, reporter_seal FROM incidents"
+                " WHERE id = 2"))).one()
+            actor = (await conn.execute(text(
+                "SELECT actor_person_id FROM incident_events WHERE incident_id = 2"))).scalar()
         assert "giật tóc" not in raw and "nhà xe" not in raw
+        assert (sealed[0], sealed[1], actor) == (None, None, None)
+        assert crypto.relay().unseal(sealed[2]) == (5, 9)
         async with db.sessionmaker(engine)() as session:
             incident = await session.get(Incident, 1)
             assert (incident.description, incident.place, incident.latitude) == (
                 WORDS, "nhà xe", 19.5)
     finally:
         await engine.dispose()
+
+
+async def test_an_anonymous_reporter_cannot_be_found_in_the_database_without_the_relay_key(
+        app, fake_telegram, sessions, people) -> None:
+    parent = Chat(fake_telegram, PARENT_HX)
+    await file_report(parent, anonymous=True, description=WORDS)
+    officer = Chat(fake_telegram, OFFICER_HX)
+    await officer.wait(1)
+    async with sessions() as session:
+        incident = (await session.execute(select(Incident))).scalar_one()
+        account = (await session.execute(select(Account).where(
+            Account.external_id == str(PARENT_HX)))).scalar_one()
+    # The whole relay works: the officer asks, the parent answers, the parent hears of the
+    # acknowledgement and finds the case in /mycases.
+    await officer.tap(f"case:ask:{incident.id}")
+    seen = parent.mark()
+    await officer.say("Anh/chị có chụp lại tin nhắn không?")
+    [question] = await parent.since(seen)
+    assert "chụp lại" in question
+    await parent.tap(f"case:reply:{incident.id}")
+    await parent.say("Có, tôi sẽ gửi sau.")
+    seen = parent.mark()
+    await officer.tap(f"case:ack:{incident.id}")
+    [acknowledged] = await parent.since(seen)
+    assert incident.ref in acknowledged
+    [mine] = await parent.say("/mycases")
+    assert incident.ref in mine
+    await app.worker.settled()
+
+    # The database alone does not say who reported it: no id of the parent's person or
+    # account beside the case, its timeline, its access log or the messages about it.
+    async with sessions() as session:
+        row = await session.get(Incident, incident.id)
+        assert (row.reporter_person_id, row.reporter_account_id) == (None, None)
+        assert row.reporter_seal and '"p"' not in row.reporter_seal  # a token, not JSON
+        actors = set((await session.execute(select(IncidentEvent.actor_person_id).where(
+            IncidentEvent.incident_id == incident.id))).scalars())
+        lookers = set((await session.execute(select(CaseAccess.person_id).where(
+            CaseAccess.incident_id == incident.id))).scalars())
+        assert account.person_id not in actors | lookers
+        assert len(lookers - {None}) >= 1  # the officer's looks are there, named
+        keys = (await session.execute(select(Outbox.idempotency_key).where(
+            Outbox.account_id == account.id))).scalars().all()
+        assert keys and not any(str(incident.id) in key.split(":") for key in keys)
+        # The relay key opens the seal; the data keys do not, and another key finds nothing.
+        assert reporter_of(row) == (account.person_id, account.id)
+        try:
+            crypto.configure_relay(crypto.generate_key())
+            with pytest.raises(crypto.DataKeyError):
+                reporter_of(row)
+            crypto.configure_relay(None)
+            with pytest.raises(crypto.DataKeyError):
+                reporter_of(row)
+        finally:
+            crypto.configure_relay(TEST_RELAY_KEY)
+
+
+async def test_keys_init_writes_the_missing_keys_once(tmp_path, monkeypatch, capsys) -> None:
+    env = tmp_path / ".env"
+    env.write_text("SAFESCHOOL_TELEGRAM_TOKEN=1:x", encoding="utf-8")
+    monkeypatch.delenv("SAFESCHOOL_DATA_KEYS")
+    monkeypatch.delenv("SAFESCHOOL_RELAY_KEY")
+    assert await asyncio.to_thread(main, ["keys", "init", "--env-file", str(env)]) == 0
+    lines = dict(line.split("=", 1) for line in env.read_text().splitlines())
+    assert lines["SAFESCHOOL_TELEGRAM_TOKEN"] == "1:x"
+    assert crypto.parse_keys(lines["SAFESCHOOL_DATA_KEYS"])
+    assert crypto.parse_relay_key(lines["SAFESCHOOL_RELAY_KEY"])
+    assert lines["SAFESCHOOL_DATA_KEYS"] != lines["SAFESCHOOL_RELAY_KEY"]
+    assert "SAFESCHOOL_DATA_KEYS, SAFESCHOOL_RELAY_KEY" in capsys.readouterr().out
+    before = env.read_text()
+    assert await asyncio.to_thread(main, ["keys", "init", "--env-file", str(env)]) == 0
+    assert env.read_text() == before  # a key is never replaced: that would lose the data
+
+
+@pytest.mark.parametrize("missing", ["SAFESCHOOL_DATA_KEYS", "SAFESCHOOL_RELAY_KEY"])
+async def test_the_bot_does_not_start_without_its_keys(
+        missing, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env here
+    monkeypatch.setenv("SAFESCHOOL_TELEGRAM_TOKEN", "1:not-used")
+    monkeypatch.setenv("SAFESCHOOL_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+    monkeypatch.setenv(missing, "")  # as a copied env.example leaves it
+    try:
+        assert await asyncio.to_thread(main, ["run", "--lang", "en"]) == 2
+    finally:
+        crypto.configure([TEST_DATA_KEY])
+        crypto.configure_relay(TEST_RELAY_KEY)
+    err = capsys.readouterr().err
+    assert f"{missing} is not set" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.db").exists()  # refused before anything was written

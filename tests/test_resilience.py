@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from bot.app import App
+from bot.cli.keys import KEY_SETTINGS
 from bot.core.clock import FakeClock
 from bot.core.messages import Outbound
 from bot.core.outbox import enqueue
@@ -143,7 +144,7 @@ async def test_undeliverable_messages_are_reported_to_the_admins_once(
 
 def _spawn(database_url: str, fake: FakeTelegram, workdir: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith("SAFESCHOOL_") or k == "SAFESCHOOL_DATA_KEYS"}
+           if not k.startswith("SAFESCHOOL_") or k in KEY_SETTINGS}
     env.update({
         "SAFESCHOOL_DATABASE_URL": database_url,
         "SAFESCHOOL_TELEGRAM_TOKEN": fake.token,

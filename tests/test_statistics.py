@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from bot.app import App
 from bot.cli import main
+from bot.cli.keys import KEY_SETTINGS
 from bot.core.clock import FakeClock
 from bot.core.i18n import Translator
 from bot.core.settings import Settings
@@ -466,7 +467,7 @@ def cli_env(database_url, tmp_path, monkeypatch) -> None:
 
     monkeypatch.chdir(tmp_path)
     for name in list(os.environ):
-        if name.startswith("SAFESCHOOL_") and name != "SAFESCHOOL_DATA_KEYS":
+        if name.startswith("SAFESCHOOL_") and name not in KEY_SETTINGS:
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SAFESCHOOL_DATABASE_URL", database_url)
 

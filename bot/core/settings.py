@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     # Encryption at rest (storage/crypto.py): keys separated by commas or spaces; the first
     # encrypts, every one decrypts. `safeschool keys generate` makes one.
     data_keys: SecretStr | None = None
+    # The separate key that alone links an anonymous report to its reporter (the relay).
+    relay_key: SecretStr | None = None
     case_tick_seconds: float = 15.0
     quiet_hours: str = "21:00-07:00"  # local time; awareness messages wait, alerts never do
     # Reports.

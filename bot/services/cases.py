@@ -31,6 +31,7 @@ from bot.services import escalation, statistics
 from bot.services.codes import random_code
 from bot.services.periods import Period
 from bot.services.statistics import Report
+from storage import crypto
 from storage.areas import ancestors, subtree
 from storage.conversations import conversation_for
 from storage.models import (
@@ -170,6 +171,44 @@ async def alert_unreachable(session: AsyncSession, key: str, now: datetime) -> N
                      person=int(key.split(":")[2]))
         if incident.next_escalation_at is None or incident.next_escalation_at > now:
             incident.next_escalation_at = now
+
+
+def reporter_tag(person_id: int) -> str:
+    """The keyed hash an anonymous case keeps of its reporter (see storage/crypto.py)."""
+    return crypto.relay().tag("reporter", person_id)
+
+
+def is_reporter(incident: Incident, person_id: int | None) -> bool:
+    """Whether this person reported the case (an anonymous one through its tag)."""
+    if person_id is None:
+        return False
+    if incident.reporter_person_id is not None:
+        return incident.reporter_person_id == person_id
+    return incident.reporter_tag is not None and incident.reporter_tag == reporter_tag(person_id)
+
+
+def reporter_of(incident: Incident) -> tuple[int | None, int | None]:
+    """(person, account) of the case's reporter; an anonymous one's only with the relay key."""
+    if incident.reporter_seal is not None:
+        return crypto.relay().unseal(incident.reporter_seal)
+    return incident.reporter_person_id, incident.reporter_account_id
+
+
+def reported_by_person(person_id: int) -> Any:
+    """The condition for the cases a person reported, named or anonymous."""
+    return or_(Incident.reporter_person_id == person_id,
+               Incident.reporter_tag == reporter_tag(person_id))
+
+
+def bind_reporter(incident: Incident, person_id: int | None, account_id: int | None) -> None:
+    """Link the case to its reporter: in the open when named, sealed when anonymous."""
+    if incident.anonymous:
+        incident.reporter_person_id = incident.reporter_account_id = None
+        incident.reporter_seal = crypto.relay().seal(person_id, account_id)
+        incident.reporter_tag = reporter_tag(person_id) if person_id is not None else None
+    else:
+        incident.reporter_person_id, incident.reporter_account_id = person_id, account_id
+        incident.reporter_seal = incident.reporter_tag = None
 
 
 async def record(session: AsyncSession, incident: Incident, kind: str, now: datetime, *,
@@ -515,9 +554,11 @@ class CaseService:
 
     async def _audit(self, actor: Actor, incidents: list[Incident], action: str) -> None:
         for incident in incidents:
+            # An anonymous reporter's own looks are kept without their name.
+            hidden = incident.anonymous and is_reporter(incident, actor.person_id)
             self.session.add(CaseAccess(at=self.now, incident_id=incident.id,
-                                        person_id=actor.person_id, action=action,
-                                        via=actor.via))
+                                        person_id=None if hidden else actor.person_id,
+                                        action=action, via=actor.via))
 
     def _refuse(self, actor: Actor, what: object, action: str) -> Refused:
         _LOGGER.warning("Access refused: person %s, %s on case %s", actor.person_id, action,
@@ -536,15 +577,16 @@ class CaseService:
         """Load a case the actor reported, or raise Refused."""
         incident = await self.session.get(Incident, case_id)
         if incident is None or actor.person is None or \
-                incident.reporter_person_id != actor.person.id:
+                not is_reporter(incident, actor.person.id):
             raise self._refuse(actor, case_id, action)
         return incident
 
     async def _record(self, actor: Actor, incident: Incident, kind: str, *,
                       role: str = Role.OFFICER, **data: object) -> None:
         """A change: one line on the timeline and one row in the access log."""
-        await record(self.session, incident, kind, self.now, actor=actor.person, role=role,
-                     **data)
+        hidden = role == "reporter" and incident.anonymous
+        await record(self.session, incident, kind, self.now,
+                     actor=None if hidden else actor.person, role=role, **data)
         await self._audit(actor, [incident], kind)
 
     # ---- reading ---------------------------------------------------------------------------
@@ -637,7 +679,7 @@ class CaseService:
         if actor.person is None:
             raise self._refuse(actor, "mine", "list")
         rows = list((await self.session.execute(
-            select(Incident).where(Incident.reporter_person_id == actor.person.id)
+            select(Incident).where(reported_by_person(actor.person.id))
             .order_by(Incident.created_at.desc()).limit(limit))).scalars())
         await self._audit(actor, rows, "listed")
         return rows
@@ -645,8 +687,7 @@ class CaseService:
     async def reports_since(self, actor: Actor, since: datetime) -> int:
         """How many reports this person filed since then (the hourly limit)."""
         return (await self.session.execute(select(func.count()).select_from(Incident).where(
-            Incident.reporter_person_id == actor.person_id,
-            Incident.created_at >= since))).scalar_one()
+            reported_by_person(actor.person_id), Incident.created_at >= since))).scalar_one()
 
     # ---- statistics ------------------------------------------------------------------------
 
@@ -705,11 +746,11 @@ class CaseService:
             raise self._refuse(actor, f"school {school.id}", "report")
         incident = Incident(
             ref=await new_ref(self.session, school.area, self.now), school_id=school.id,
-            area_id=school.area_id, reporter_person_id=person.id,
-            reporter_account_id=actor.account_id, reporter_role=role,
+            area_id=school.area_id, reporter_role=role,
             anonymous=role == Role.PARENT, urgent=urgent, category="other",
             status=IncidentStatus.NEW, created_at=self.now, updated_at=self.now)
         _fill(incident, draft)
+        bind_reporter(incident, person.id, actor.account_id)
         self.session.add(incident)
         await self.session.flush()
         await self._attach(actor, incident, draft.attachments, "reporter")
@@ -787,7 +828,9 @@ class CaseService:
                           new_attachments: list[list[Any]], *, key: str) -> Incident:
         """The reporter of an urgent case sends the details; the officer gets them."""
         incident = await self._for_reporter(actor, case_id, "details")
+        reporter = reporter_of(incident)
         _fill(incident, draft)
+        bind_reporter(incident, *reporter)
         incident.updated_at = self.now
         await self._attach(actor, incident, new_attachments, "reporter")
         await self._record(actor, incident, "details_added", role="reporter")
@@ -832,13 +875,18 @@ class CaseService:
 
     async def _tell_reporter(self, incident: Incident, event: str,
                              compose: Callable[[Translator], Outbound]) -> None:
-        """Relay a message to whoever reported the case, on the account they reported from."""
-        if incident.reporter_person_id is None:
+        """Relay a message to whoever reported the case, on the account they reported from.
+        An anonymous reporter's message carries no trace of the case outside its encrypted
+        text: its key is hashed with the relay key."""
+        person_id, account_id = reporter_of(incident)
+        if person_id is None:  # a reporter who was erased
             return
-        await notify(self.session, incident.reporter_person_id, compose,
-                     key=f"reporter:{incident.id}:{event}", now=self.now,
+        key = f"reporter:{incident.id}:{event}"
+        if incident.anonymous:
+            key = f"reporter:{crypto.relay().tag('notice', incident.id, event)}"
+        await notify(self.session, person_id, compose, key=key, now=self.now,
                      default_language=self.default_language, priority=Priority.NOTICE,
-                     account_id=incident.reporter_account_id)
+                     account_id=account_id)
 
     async def may_work(self, actor: Actor, case_id: int, action: str) -> Incident:
         """Check before asking an officer for text (a question, a note, a reason)."""
@@ -1066,7 +1114,7 @@ class CaseService:
         answered = func.max(IncidentEvent.id).filter(IncidentEvent.kind == "answer")
         rows = (await self.session.execute(
             select(Incident).join(IncidentEvent, IncidentEvent.incident_id == Incident.id)
-            .where(Incident.reporter_person_id == actor.person.id,
+            .where(reported_by_person(actor.person.id),
                    Incident.status != IncidentStatus.CLOSED)
             .group_by(Incident.id)
             .having(asked.is_not(None), or_(answered.is_(None), answered < asked))

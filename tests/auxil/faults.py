@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
+from bot.cli.keys import KEY_SETTINGS
 from storage.models import Account, Incident, Person, Role, RoleAssignment, School
 from tests.auxil.fake_telegram import FakeTelegram
 
@@ -82,7 +83,7 @@ class Launcher:
     def start(self, log_level: str = "INFO", **extra: str) -> Bot:
         """Start `safeschool run` against the fake."""
         env = {k: v for k, v in os.environ.items()
-               if not k.startswith("SAFESCHOOL_") or k == "SAFESCHOOL_DATA_KEYS"}
+               if not k.startswith("SAFESCHOOL_") or k in KEY_SETTINGS}
         env.update({
             "SAFESCHOOL_DATABASE_URL": self.database_url,
             "SAFESCHOOL_TELEGRAM_TOKEN": self.fake.token,
