@@ -23,6 +23,7 @@ from bot.core.inbox import Inbox
 from bot.core.messages import Inbound
 from bot.core.settings import Settings
 from bot.core.worker import DeliveryWorker
+from bot.services import retention
 from bot.services.cases import alert_unreachable
 from bot.services.codes import USERNAME_KEY
 from bot.services.stat_reports import ReportBuilder, queue_closed_periods
@@ -122,7 +123,8 @@ class App:
                                          settings.case_tick_seconds,
                                          self._job(self.report_tick),
                                          self._job(self.period_tick),
-                                         self._job(self.reports.forget_expired))
+                                         self._job(self.reports.forget_expired),
+                                         self._job(self.retention_tick))
         self._runner: web.AppRunner | None = None
         self.waiting: dict[str, asyncio.Task[None]] = {}  # channels still being started
         self.http_port: int | None = None
@@ -171,6 +173,15 @@ class App:
         except Exception:
             _LOGGER.exception("The campaign clock failed; it runs again next tick")
             return 0
+
+    async def retention_tick(self) -> retention.Plan | None:
+        """Remove what has been kept long enough (bot/services/retention.py)."""
+        try:
+            return await retention.run(self.sessions, retention.Policy.of(self.settings),
+                                       self.clock.now(), Path(self.settings.media_dir))
+        except Exception:
+            _LOGGER.exception("Retention failed; it runs again tomorrow (or on the next start)")
+            return None
 
     async def report_tick(self) -> int:
         """Build the statistics reports waiting to be built, and send them."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import delete
@@ -27,6 +27,7 @@ async def purge_seen_events(sessions: async_sessionmaker, clock: Clock) -> int:
 
 REPORT_SECONDS = 2.0  # a report asked for in the chat is built within this (plus its build)
 PERIOD_MINUTES = 10  # how soon after a period closes its reports are asked for
+RETENTION_FIRST = timedelta(minutes=5)  # the first retention run after a start
 
 
 def build_scheduler(sessions: async_sessionmaker, clock: Clock, timezone: str,
@@ -36,7 +37,8 @@ def build_scheduler(sessions: async_sessionmaker, clock: Clock, timezone: str,
                     tick_seconds: float,
                     report_tick: Callable[[], Awaitable[object]],
                     period_tick: Callable[[], Awaitable[object]],
-                    report_files_tick: Callable[[], Awaitable[object]]) -> AsyncIOScheduler:
+                    report_files_tick: Callable[[], Awaitable[object]],
+                    retention_tick: Callable[[], Awaitable[object]]) -> AsyncIOScheduler:
     """Create the scheduler: the case clock, the campaign clock, the report clocks, and
     housekeeping.
 
@@ -60,4 +62,9 @@ def build_scheduler(sessions: async_sessionmaker, clock: Clock, timezone: str,
     scheduler.add_job(purge_seen_events, "interval", hours=6, args=[sessions, clock],
                       id="purge-seen-events", coalesce=True, max_instances=1,
                       misfire_grace_time=3600)
+    # Daily, and a few minutes after each start (a process restarted more often than daily
+    # still removes what is due); a run is idempotent.
+    scheduler.add_job(retention_tick, "interval", hours=24, id="retention", coalesce=True,
+                      max_instances=1, misfire_grace_time=None,
+                      next_run_time=datetime.now(UTC) + RETENTION_FIRST)
     return scheduler

@@ -314,6 +314,7 @@ class Outbox(Base):
     reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # dead: admins told
     campaign_run_id: Mapped[int | None] = mapped_column(Integer, index=True)
     area_id: Mapped[int | None] = mapped_column(Integer)  # the recipient's area, for outreach
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # text removed (retention)
 
 
 class EscalationPolicy(Base):
@@ -475,6 +476,10 @@ class Incident(Base):
     # The school's word on the outcome: asked | confirmed | disputed (None: nobody to ask).
     confirmation: Mapped[str | None] = mapped_column(String(16))
     confirmation_asked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Retention (bot/services/retention.py): a case under legal hold is never redacted; a
+    # redacted one keeps only what statistics count.
+    legal_hold: Mapped[bool] = mapped_column(default=False, server_default="0")
+    redacted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     school: Mapped[School] = relationship(lazy="selectin")
     area: Mapped[Area] = relationship(lazy="selectin")

@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     data_keys: SecretStr | None = None
     # The separate key that alone links an anonymous report to its reporter (the relay).
     relay_key: SecretStr | None = None
+    # Retention (bot/services/retention.py; Decree 13/2023/NĐ-CP): how long data is kept.
+    retention_outbox_days: float = 7  # a sent message's text
+    retention_inbox_days: float = 7  # a handled inbound update
+    retention_draft_hours: float = 24  # an unfinished report or form
+    retention_closed_days: float = 730  # a closed case's texts, files and contacts
     case_tick_seconds: float = 15.0
     quiet_hours: str = "21:00-07:00"  # local time; awareness messages wait, alerts never do
     # Reports.
@@ -102,6 +107,14 @@ class Settings(BaseSettings):
         if not 1 <= value <= 28:
             raise ValueError("must be a day from 1 to 28 (15 follows Decree 09/2019, 1 gives "
                              "calendar periods)")
+        return value
+
+    @field_validator("retention_outbox_days", "retention_inbox_days", "retention_draft_hours",
+                     "retention_closed_days")
+    @classmethod
+    def _positive_retention(cls, value: float) -> float:
+        if not value > 0:
+            raise ValueError("must be more than 0 (how long data is kept)")
         return value
 
     @field_validator("public_url")

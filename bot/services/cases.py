@@ -1099,6 +1099,20 @@ class CaseService:
         await self._tell_reporter(incident, f"reopened:{self.now.timestamp()}",
                                   lambda t: Outbound(t("reporter.reopened", ref=incident.ref)))
 
+    async def legal_hold(self, actor: Actor, ref: str, hold: bool) -> Incident:
+        """Keep a case whole past retention (proceedings need it), or let it go again. The
+        operator, or an officer or admin who may work on the case; on the timeline."""
+        incident = (await self.session.execute(
+            select(Incident).where(Incident.ref == ref.strip().upper()))).scalar_one_or_none()
+        if incident is None:
+            raise NoSuchCase(ref)
+        if not actor.operator and not await can_handle(self.session, actor.person, incident):
+            raise self._refuse(actor, ref, "hold")
+        if incident.legal_hold != hold:
+            incident.legal_hold = hold
+            await self._record(actor, incident, "held" if hold else "released")
+        return incident
+
     # ---- the reporter's side ---------------------------------------------------------------
 
     async def may_answer(self, actor: Actor, case_id: int) -> Incident:
