@@ -46,7 +46,7 @@ POLICE = (Role.OFFICER, Role.ADMIN)
 HELP_LINES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("report", SCHOOL), ("mycases", SCHOOL), ("cases", POLICE), ("case", POLICE),
     ("offduty", (Role.OFFICER,)), ("alerts", (Role.OFFICER,)), ("stats", ("chief", Role.ADMIN)),
-    ("campaign", (Role.ADMIN,)), ("web", POLICE), ("topics", SCHOOL),
+    ("campaign", (Role.ADMIN,)), ("web", POLICE), ("topics", SCHOOL), ("forget", (Role.PARENT,)),
     ("link", (*SCHOOL, *POLICE)), ("me", (*SCHOOL, *POLICE)), ("cancel", (*SCHOOL, *POLICE)),
 )
 

@@ -6,8 +6,12 @@ from dataclasses import dataclass
 
 from bot.core.choices import ChoiceData, choice_data
 from bot.core.context import Context, Router
-from bot.core.messages import Choice
+from bot.core.messages import Choice, Outbound
+from bot.services import people
+from bot.services.console import audit
 from bot.services.content import TOPICS
+from handlers.services import actor, case_service
+from storage.models import Role
 
 FREQUENCIES = ("weekly", "monthly")
 
@@ -78,8 +82,54 @@ async def topics_choice(ctx: Context) -> None:
     ctx.reply("topics.saved", choices=_menu(ctx))
 
 
+@choice_data("forget")
+@dataclass(frozen=True)
+class ForgetChoice(ChoiceData):
+    """The answer to /forget's question: "yes" (erase me) or "no"."""
+
+    answer: str
+
+
+async def forget(ctx: Context) -> None:
+    """/forget: a parent asks to be forgotten (bot/services/people.py); staff are managed by
+    their directory, so they are told whom to ask."""
+    if ctx.person is None or not ctx.roles:
+        ctx.reply("me.stranger")
+        return
+    if any(r.role != Role.PARENT for r in ctx.roles):
+        ctx.reply("forget.staff")
+        return
+    ctx.reply("forget.confirm", choices=[ForgetChoice("yes").choice(ctx.t("forget.yes")),
+                                         ForgetChoice("no").choice(ctx.t("forget.no"))])
+
+
+async def forget_choice(ctx: Context) -> None:
+    """Erase the parent, or keep everything."""
+    chosen = ctx.chosen(ForgetChoice)
+    person = ctx.person
+    if chosen is None or person is None or any(r.role != Role.PARENT for r in ctx.roles):
+        ctx.reply("error.stale_choice")
+        return
+    if chosen.answer != "yes":
+        ctx.reply("forget.kept")
+        return
+    now = ctx.clock.now()
+    farewell = (ctx.account, Outbound(ctx.t("forget.done"), language=ctx.language),
+                f"forget:{ctx.inbound.channel}:{ctx.inbound.event_id}")
+    try:
+        await people.erase(ctx.session, person, case_service(ctx),
+                           actor(ctx), now, farewell=farewell)
+    except people.StillReporting as exc:
+        ctx.reply("forget.still_reporting", refs=", ".join(exc.refs))
+        return
+    await audit(ctx.session, None, "person_erased", f"person:{person.id}", now,
+                via=ctx.inbound.channel)
+
+
 def register(router: Router) -> None:
     """Wire this module's handlers."""
+    router.command("forget")(forget)
+    router.choice(ForgetChoice)(forget_choice)
     router.command("stop")(stop)
     router.command("topics")(topics)
     router.choice(TopicsChoice)(topics_choice)

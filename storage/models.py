@@ -141,6 +141,7 @@ class Person(Base):
     campaign_frequency: Mapped[str | None] = mapped_column(String(16))  # None = every message
     last_campaign_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # forgotten on request
 
     accounts: Mapped[list[Account]] = relationship(back_populates="person")
     roles: Mapped[list[RoleAssignment]] = relationship(back_populates="person", lazy="selectin")

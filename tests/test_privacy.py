@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,6 +14,7 @@ from sqlalchemy import select, text
 
 from bot.cli import main
 from bot.services.cases import reporter_of
+from bot.services.directory import normalise_phone
 from storage import crypto, db, rotation
 from storage.models import (
     Account,
@@ -23,7 +25,15 @@ from storage.models import (
     IncidentEvent,
     Outbox,
 )
-from tests.auxil.people import LIAISON_HX, OFFICER_HX, PARENT_HX, Chat, link_everyone
+from tests.auxil.faults import Launcher
+from tests.auxil.people import (
+    LIAISON_HX,
+    OFFICER_HX,
+    PARENT_HX,
+    PHONES,
+    Chat,
+    link_everyone,
+)
 from tests.conftest import TEST_DATA_KEY, TEST_RELAY_KEY
 from tests.test_reports import file_report
 from tests.test_reports import people as people  # the fixture, reused
@@ -31,6 +41,9 @@ from tests.test_reports import people as people  # the fixture, reused
 pytestmark = pytest.mark.usefixtures("directory")
 
 WORDS = "Mận Trần bị bạn lớp 8 giật tóc sau nhà xe"
+PLACE = "Góc khuất sau căng tin dãy B"
+QUESTION = "Em Mận có phải đi viện không?"
+ANSWER = "Không ạ, chỉ trầy xước ở cánh tay"
 SECRETS = ["Mận Trần", "giật tóc", "nhà xe", "11 và 13 tuổi"]
 
 
@@ -286,3 +299,50 @@ async def test_the_bot_does_not_start_without_its_keys(
     err = capsys.readouterr().err
     assert f"{missing} is not set" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.db").exists()  # refused before anything was written
+
+
+async def test_a_whole_case_at_debug_level_leaves_no_case_text_phone_or_secret_in_the_log(
+        database_url, fake_telegram, sessions, clock, tmp_path) -> None:
+    """A real `safeschool run --log-level DEBUG`: a teacher reports (a place typed in), the
+    officer acknowledges, asks, the teacher answers, the officer reads the case and closes it;
+    then the log is searched for every word of it, every phone and every secret."""
+    await link_everyone(sessions, clock)
+    launcher = Launcher(database_url, fake_telegram, tmp_path)
+    try:
+        bot = launcher.start(log_level="DEBUG")
+        teacher, officer = Chat(fake_telegram, LIAISON_HX), Chat(fake_telegram, OFFICER_HX)
+        await fake_telegram.wait_for(
+            lambda: any(c.method == "getUpdates" for c in fake_telegram.calls), 60)
+        await teacher.say("/report")
+        await teacher.tap("report:danger:no")
+        await teacher.tap("report:cat:bullying")
+        await teacher.say(WORDS)
+        await teacher.tap("report:when:today")
+        await teacher.say(PLACE)
+        await teacher.say("2 em, 11 và 13 tuổi")
+        await teacher.tap("report:anon:no")
+        await teacher.tap("report:send")
+        await officer.wait(1)
+        async with sessions() as session:
+            case = (await session.execute(select(Incident))).scalar_one()
+        await officer.tap(f"case:ack:{case.id}")
+        await officer.tap(f"case:ask:{case.id}")
+        seen = teacher.mark()
+        await officer.say(QUESTION)
+        await teacher.since(seen)
+        await teacher.tap(f"case:reply:{case.id}")
+        await teacher.say(ANSWER)
+        [shown] = await officer.say(f"/case {case.ref}")
+        assert WORDS in shown and PLACE in shown  # the case really went through
+        await officer.tap(f"case:close:{case.id}")
+        await officer.tap(f"case:close:{case.id}:handled_by_police")
+        assert await bot.stop() == 0
+    finally:
+        launcher.close()
+    logs = launcher.logs()
+    assert "DEBUG" in logs and case.ref in logs  # it did log, at DEBUG, about this case
+    words = [*SECRETS, PLACE, QUESTION, ANSWER, *PHONES.values(), *(
+        normalise_phone(p) for p in PHONES.values()), fake_telegram.token,
+        fake_telegram.token.split(":", 1)[1], TEST_DATA_KEY, TEST_RELAY_KEY]
+    leaked = [w for w in words if w in logs or json.dumps(w)[1:-1] in logs]
+    assert not leaked, f"in the log: {leaked}"

@@ -53,6 +53,8 @@ async def test_parent_joins_with_the_school_public_code(
     fake_telegram.user_message(603, f"/start {code}")
     [text] = await fake_telegram.wait_texts(603, 1)
     assert "phụ huynh" in text and "Trường Tiểu học Phú Lệ" in text
+    # What is kept, and how to leave, said once on joining (Decree 13/2023).
+    assert "Chúng tôi chỉ lưu" in text and "/stop" in text and "/forget" in text
     acc = await account(sessions, 603)
     assert [(r.role, r.school.code) for r in acc.person.roles] == [("parent", "TH-PL")]
     assert acc.person.name is None  # nothing about parents is asked or kept

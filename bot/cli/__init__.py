@@ -15,7 +15,17 @@ from importlib import metadata
 # queue messages fit them to the recipient's messenger like the running bot does.
 import bot.channels.telegram
 import bot.channels.zalo  # noqa: F401
-from bot.cli import campaign, directory, escalation, invite, keys, retention, run, stats
+from bot.cli import (
+    campaign,
+    directory,
+    escalation,
+    invite,
+    keys,
+    person,
+    retention,
+    run,
+    stats,
+)
 from bot.cli.common import EXIT_USAGE, CliError, choose_language, key_problem
 from bot.core.settings import LANGUAGES
 from storage.crypto import DataKeyError
@@ -35,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lang", choices=LANGUAGES, help="language of messages (default: "
                         "SAFESCHOOL_DEFAULT_LANGUAGE, else vi); also after the command")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (run, directory, invite, escalation, campaign, stats, keys, retention):
+    for group in (run, directory, invite, escalation, campaign, stats, keys, retention,
+                  person):
         group.register(sub)
     return parser
 

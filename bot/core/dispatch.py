@@ -152,6 +152,8 @@ class Dispatcher:
                     _LOGGER.exception("Could not even record the failed %s event",
                                       inbound.channel)
                     return False
+        _LOGGER.debug("%s update %s: %s", inbound.channel, inbound.event_id,
+                      "handled" if done else "already handled")
         if done:
             self.on_commit()
         return done

@@ -25,6 +25,7 @@ from bot.core.channel import (
     Unreachable,
 )
 from bot.core.clock import Clock
+from bot.core.logs import describe
 from bot.core.messages import Outbound
 from storage import db
 from storage.models import Account, Outbox, OutboxStatus, Priority
@@ -463,8 +464,10 @@ class DeliveryWorker:
             await self._retry(row, FATAL_PAUSE.total_seconds(), str(exc), counts=False)
         except Exception as exc:
             _LOGGER.exception("Unexpected error sending outbox row %s", row.id)
-            await self._retry(row, backoff(row.attempts), f"{type(exc).__name__}: {exc}")
+            await self._retry(row, backoff(row.attempts), describe(exc))
         else:
+            _LOGGER.debug("Outbox row %s sent (%s, priority %s)", row.id, row.channel,
+                          row.priority)
             await self._mark_sent(row, message_id)
 
     def _mine(self, row: Claimed) -> Any:

@@ -214,6 +214,7 @@ def bind_reporter(incident: Incident, person_id: int | None, account_id: int | N
 async def record(session: AsyncSession, incident: Incident, kind: str, now: datetime, *,
                  actor: Person | None = None, role: str = "system", **data: object) -> None:
     """Append one line to the case's timeline."""
+    _LOGGER.debug("Case %s: %s", incident.ref, kind)
     session.add(IncidentEvent(incident_id=incident.id, at=now,
                               actor_person_id=actor.id if actor else None, actor_role=role,
                               kind=kind, data=dict(data)))

@@ -6,30 +6,20 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
 from datetime import datetime
 
 from aiohttp import web
-from sqlalchemy import literal, select, union_all
+from sqlalchemy import select
 
+from bot.services import audit as audit_log
 from bot.services import periods
+from bot.services.audit import Line
 from bot.services.cases import Refused
 from bot.web.base import HEADERS, Page, page_of
-from storage.models import Area, AuditEvent, CaseAccess, Incident, Person, Role
+from storage.models import Area, Role
 
 routes = web.RouteTableDef()
 SHOWN = 200
-
-
-@dataclass(frozen=True)
-class Line:
-    """One line of the log."""
-
-    at: datetime
-    person: str
-    via: str
-    action: str
-    subject: str
 
 
 async def _root_admin(page: Page) -> None:
@@ -41,16 +31,7 @@ async def _root_admin(page: Page) -> None:
 
 async def _lines(page: Page, limit: int | None) -> list[Line]:
     query = page.request.query
-    cases = select(CaseAccess.at.label("at"), CaseAccess.person_id.label("person_id"),
-                   CaseAccess.via.label("via"), CaseAccess.action.label("action"),
-                   Incident.ref.label("subject"), CaseAccess.id.label("seq")).join(
-        Incident, Incident.id == CaseAccess.incident_id)
-    other = select(AuditEvent.at.label("at"), AuditEvent.person_id.label("person_id"),
-                   AuditEvent.via.label("via"), AuditEvent.action.label("action"),
-                   AuditEvent.subject.label("subject"), AuditEvent.id.label("seq"))
-    if query.get("ref"):
-        cases = cases.where(Incident.ref == query["ref"].strip().upper())
-        other = other.where(literal(False))
+    bounds: dict[str, datetime] = {}
     for name in ("from", "to"):
         if query.get(name):
             try:
@@ -58,24 +39,10 @@ async def _lines(page: Page, limit: int | None) -> list[Line]:
             except periods.PeriodError:
                 continue
             span = periods.custom(day, day).bounds(page.deps.settings.tz)
-            if name == "from":
-                cases, other = cases.where(CaseAccess.at >= span[0]), \
-                    other.where(AuditEvent.at >= span[0])
-            else:
-                cases, other = cases.where(CaseAccess.at < span[1]), \
-                    other.where(AuditEvent.at < span[1])
-    both = union_all(cases, other).subquery()
-    stmt = select(both, Person.name).outerjoin(Person, Person.id == both.c.person_id)
-    if query.get("person"):
-        stmt = stmt.where(Person.name.ilike(f"%{query['person'].strip()}%"))
-    # Within one instant (a fast click, a frozen test clock) the later row of a table comes
-    # first; without the tie-break PostgreSQL returns equal times in any order.
-    stmt = stmt.order_by(both.c.at.desc(), both.c.seq.desc())
-    if limit:
-        stmt = stmt.limit(limit)
-    rows = (await page.db.execute(stmt)).all()
-    return [Line(r.at, r.name or (f"#{r.person_id}" if r.person_id else "—"), r.via, r.action,
-                 r.subject or "") for r in rows]
+            bounds[name] = span[0] if name == "from" else span[1]
+    return await audit_log.lines(page.db, ref=query.get("ref") or None,
+                                 person_name=query.get("person") or None,
+                                 since=bounds.get("from"), until=bounds.get("to"), limit=limit)
 
 
 @routes.get("/audit")

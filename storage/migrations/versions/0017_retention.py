@@ -1,4 +1,5 @@
-"""retention: a case's legal hold and when it was redacted; when a message lost its text
+"""retention: a case's legal hold and when it was redacted; when a message lost its text;
+when a person was erased
 
 Revision ID: 0017
 Revises: 0016
@@ -23,9 +24,13 @@ def upgrade() -> None:
         batch.add_column(sa.Column("redacted_at", sa.DateTime(), nullable=True))
     with op.batch_alter_table("outbox") as batch:
         batch.add_column(sa.Column("purged_at", sa.DateTime(), nullable=True))
+    with op.batch_alter_table("people") as batch:
+        batch.add_column(sa.Column("erased_at", sa.DateTime(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("people") as batch:
+        batch.drop_column("erased_at")
     with op.batch_alter_table("outbox") as batch:
         batch.drop_column("purged_at")
     with op.batch_alter_table("incidents") as batch:
