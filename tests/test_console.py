@@ -73,6 +73,9 @@ async def test_web_link_signs_in_once_and_opens_the_dashboard(app, people, fake_
             assert chart.content_type == "image/png"
         async with client.get(f"{base}/console/workbook.xlsx?period=2026") as book:
             assert book.status == 200 and (await book.read())[:2] == b"PK"
+        async with sessions() as session:  # the download is in the audit log
+            assert "statistics_exported" in (await session.execute(
+                select(AuditEvent.action))).scalars().all()
     async with browser() as other, other.post(link, allow_redirects=False) as again:
             assert again.status == 403
             assert "không còn hiệu lực" in await again.text()
@@ -292,6 +295,8 @@ async def test_a_directory_upload_shows_bad_rows_in_vietnamese_then_previews_and
         async with client.get(f"{base}/audit.csv?person=Quản") as csv_file:
             lines = (await csv_file.text()).splitlines()
         assert lines[0].startswith("\ufeffThời điểm") and "directory_imported" in lines[1]
+        async with client.get(f"{base}/audit") as log:  # the export is itself in the log
+            assert "audit_exported" in await log.text()
     async with browser() as officer:  # an officer reads no log
         base = await sign_in(officer, fake_telegram, OFFICER_HX)
         async with officer.get(f"{base}/audit") as log:

@@ -29,6 +29,7 @@ from schedules.escalation import escalate_due
 from storage.models import (
     Account,
     Area,
+    AuditEvent,
     Incident,
     Outbox,
     OutboxStatus,
@@ -367,6 +368,10 @@ async def test_a_chief_asks_in_telegram_and_gets_summary_chart_and_workbook(
     assert document["document_filename"] == "bao-cao-thong-ke-2026-Q3.xlsx"
     book = load_workbook(io.BytesIO(document["document"]))
     assert book["Tổng hợp"]["A1"].value == app.settings.committee_name
+    async with sessions() as session:  # an export of case references: in the audit log
+        sent = (await session.execute(select(AuditEvent.action, AuditEvent.subject).where(
+            AuditEvent.person_id.is_not(None)))).all()
+    assert sent == [("statistics_sent", "2026-Q3 QH")]
 
 
 async def test_a_custom_range_is_typed_the_way_offices_write_dates(

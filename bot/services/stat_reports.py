@@ -29,6 +29,7 @@ from bot.core.settings import Settings
 from bot.services import periods, report_files
 from bot.services.cases import Actor, CaseService, Refused
 from bot.services.codes import random_code
+from bot.services.console import audit
 from storage.areas import ancestors
 from storage.db import upsert_insert
 from storage.models import (
@@ -202,6 +203,9 @@ class ReportBuilder:
                 await enqueue(session, account, message, key=f"stats:{row.id}:{n}", now=now,
                               priority=Priority.NOTICE)
             row.status, row.done_at, row.expires_at = "done", now, expires
+            # An export of case references: in the audit log like every other look.
+            await audit(session, row.person_id, "statistics_sent",
+                        f"{period.label} {report.area_code or ''}".strip(), now, via=channel)
         return True
 
     def _render(self, t: Translator, report: Any, folder: Path, language: str,

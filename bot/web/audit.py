@@ -12,7 +12,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from bot.services import audit as audit_log
-from bot.services import periods
+from bot.services import console, periods
 from bot.services.audit import Line
 from bot.services.cases import Refused
 from bot.web.base import HEADERS, Page, page_of
@@ -69,6 +69,8 @@ async def export(request: web.Request) -> web.Response:
     for line in await _lines(page, None):
         writer.writerow([page.local(line.at), line.person, line.via, line.action,
                          line.subject])
+    await console.audit(page.db, page.person.id, "audit_exported",
+                        request.query_string[:200] or None, page.now)
     return web.Response(text=out.getvalue(), headers={
         **HEADERS, "Content-Type": "text/csv; charset=utf-8",
         "Content-Disposition": 'attachment; filename="nhat-ky.csv"'})

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import func, or_, select
 
-from bot.services import campaigns, periods, report_files, stat_reports
+from bot.services import campaigns, console, periods, report_files, stat_reports
 from bot.services.cases import AGE_BANDS, CaseService, NoSuchArea, Refused, officer_scope
 from bot.services.statistics import Report, share
 from bot.web.base import HEADERS, Page, page_of
@@ -162,6 +162,8 @@ async def workbook(request: web.Request) -> web.Response:
     """The period's workbook, the same the chat and the command line give."""
     page, report = await _report_or_404(request)
     settings = page.deps.settings
+    await console.audit(page.db, page.person.id, "statistics_exported",
+                        f"{report.period.label} {report.area_code or ''}".strip(), page.now)
     body = report_files.workbook(page.t, report, settings.committee_name, settings.tz)
     return _download(body, "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                      stat_reports.file_name(page.t.language, report.period, "xlsx"),
