@@ -150,6 +150,26 @@ async def generate(sessions, areas: int, schools: int, cases: int, parents: int)
     return 1
 
 
+def watch(engine, timings: list[tuple[float, str]]) -> None:
+    """Record each statement's time (from the cursor's execute to its last row fetched is
+    not seen here: this is the execute, which on both drivers runs the whole query)."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def before(conn, cursor, statement, parameters, context, executemany) -> None:
+        conn.info["began"] = time.perf_counter()
+
+    @event.listens_for(engine.sync_engine, "after_cursor_execute")
+    def after(conn, cursor, statement, parameters, context, executemany) -> None:
+        words = " ".join(statement.split())
+        if words.startswith("WITH"):  # name it by its main SELECT, after the CTEs
+            words = words[words.rfind(") SELECT ") + 2:] or words
+        where = words.find(" FROM ")
+        timings.append((time.perf_counter() - conn.info.pop("began"),
+                        (words[:60] + " …" + words[where:where + 70]) if where > 0
+                        else words[:130]))
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--database-url", default="sqlite+aiosqlite:////tmp/bench_stats.db")
@@ -159,6 +179,8 @@ async def main() -> None:
     parser.add_argument("--parents", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--keep", action="store_true", help="reuse the generated database")
+    parser.add_argument("--per-query", action="store_true",
+                        help="also print the time of each statement of the last run")
     args = parser.parse_args()
     url = args.database_url
     if not args.keep:
@@ -184,6 +206,9 @@ async def main() -> None:
     # Timed the way the app reads them: on the read-only engine the report clock uses.
     engine = db.create_engine(url, read_only=True)
     sessions = db.sessionmaker(engine)
+    timings: list[tuple[float, str]] = []
+    if args.per_query:
+        watch(engine, timings)
     async with sessions() as session:
         counted = (await session.execute(select(func.count()).select_from(Incident)))
         cases = counted.scalar_one()
@@ -194,6 +219,7 @@ async def main() -> None:
                           ("quarter 2026-Q4", periods.quarter(2026, 4))):
         times = []
         for _ in range(args.runs):
+            timings.clear()
             async with sessions() as session:
                 began = time.perf_counter()
                 report = await compute(session, period, province, now=NOW, tz=TZ)
@@ -202,6 +228,8 @@ async def main() -> None:
               f"backlog {report.total.backlog:,}, reached {report.total.outreach_people:,}; "
               f"best {min(times):.2f} s, median {stats.median(times):.2f} s "
               f"over {args.runs} runs")
+        for seconds, statement in sorted(timings, reverse=True):
+            print(f"    {seconds:6.3f} s  {statement}")
     await engine.dispose()
 
 
