@@ -127,6 +127,10 @@ async def test_a_parent_forgets_themselves_in_the_chat_and_staff_are_sent_to_the
         gone = (await session.execute(select(Person).where(
             Person.erased_at.is_not(None)))).scalar_one()
         assert gone.roles == []
+    await app.worker.settled()
+    async with sessions() as session:  # nothing was queued to the stripped account
+        assert not (await session.execute(select(Outbox.id).where(
+            Outbox.chat_id.like("erased%"), Outbox.purged_at.is_(None)))).all()
     # The same chat, back later, is a stranger; joining again would start afresh.
     [again] = await parent.say("/me")
     assert "chưa đăng ký" in again

@@ -141,6 +141,7 @@ async def erase(session: AsyncSession, person: Person, cases: CaseService, actor
     rest = (await session.execute(delete(RoleAssignment).where(
         RoleAssignment.person_id == person.id))).rowcount or 0
     done.roles = len(details) + int(rest)
+    await session.refresh(person, ["roles"])  # the bulk delete left the loaded list stale
     # The cases they reported: named and anonymous (found by the relay's keyed hash).
     for incident in (await session.execute(select(Incident).where(
             reported_by_person(person.id)))).scalars():
@@ -168,7 +169,7 @@ async def erase(session: AsyncSession, person: Person, cases: CaseService, actor
     for account in accounts:  # the same messenger, back later, is a stranger
         account.external_id = f"erased:{account.id}"
         account.display_name = account.language = account.commands_digest = None
-        account.person_id = None
+        account.person = None  # the relationship, so nothing later reads the old person
         account.blocked_at = now
     done.accounts = len(accounts)
     await session.execute(update(Invitation).where(
