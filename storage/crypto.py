@@ -146,9 +146,11 @@ class _Encrypted(TypeDecorator[Any]):
     cache_ok = True
 
     def encode(self, value: Any) -> bytes:
+        """The Python value as the bytes to seal (each subclass says how)."""
         raise NotImplementedError
 
     def decode(self, plain: str) -> Any:
+        """The Python value from its opened text (each subclass says how)."""
         raise NotImplementedError
 
     def process_bind_param(self, value: Any, dialect: Any) -> str | None:

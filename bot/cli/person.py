@@ -104,13 +104,12 @@ async def cmd_audit(args: argparse.Namespace) -> int:
     settings = settings_or_fail()
     if bool(args.case) == bool(args.person):
         raise CliError(say("audit.one_of"))
-    bounds: dict[str, Any] = {}
+    since = until = None
     try:
-        for name in ("date_from", "date_to"):
-            value = getattr(args, name)
-            if value:
-                span = periods.custom(*(periods.parse_date(value),) * 2).bounds(settings.tz)
-                bounds[name] = span[0] if name == "date_from" else span[1]
+        if args.date_from:
+            since = audit_log.day_bounds(args.date_from, settings.tz)[0]
+        if args.date_to:
+            until = audit_log.day_bounds(args.date_to, settings.tz)[1]
     except periods.PeriodError as exc:
         raise CliError(exc.text(tr())) from exc
 
@@ -122,8 +121,7 @@ async def cmd_audit(args: argparse.Namespace) -> int:
                 Incident.ref == args.case.strip().upper()))).scalar_one_or_none() is None:
             raise CliError(say("retention.no_case", ref=args.case))
         found = await audit_log.lines(session, ref=args.case, person_id=person_id,
-                                      since=bounds.get("date_from"),
-                                      until=bounds.get("date_to"), limit=args.limit)
+                                      since=since, until=until, limit=args.limit)
         if args.json:
             print(json.dumps([line.as_json() for line in found], ensure_ascii=False,
                              indent=2))

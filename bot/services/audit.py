@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.services import periods
 from storage.models import AuditEvent, CaseAccess, Incident, Person
 
 
@@ -29,6 +30,13 @@ class Line:
     def as_json(self) -> dict[str, Any]:
         return {"at": self.at.isoformat(), "person": self.person, "person_id": self.person_id,
                 "via": self.via, "action": self.action, "subject": self.subject}
+
+
+def day_bounds(text: str, tz: Any) -> tuple[datetime, datetime]:
+    """The start and the end of a day typed as 2026-09-15 or 15/09/2026, in local time
+    (PeriodError if it is not a date): the --from/--to of the log."""
+    day = periods.parse_date(text)
+    return periods.custom(day, day).bounds(tz)
 
 
 async def lines(session: AsyncSession, *, ref: str | None = None,

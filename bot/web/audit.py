@@ -35,11 +35,10 @@ async def _lines(page: Page, limit: int | None) -> list[Line]:
     for name in ("from", "to"):
         if query.get(name):
             try:
-                day = periods.parse_date(query[name])
+                bounds[name] = audit_log.day_bounds(query[name], page.deps.settings.tz)[
+                    0 if name == "from" else 1]
             except periods.PeriodError:
                 continue
-            span = periods.custom(day, day).bounds(page.deps.settings.tz)
-            bounds[name] = span[0] if name == "from" else span[1]
     return await audit_log.lines(page.db, ref=query.get("ref") or None,
                                  person_name=query.get("person") or None,
                                  since=bounds.get("from"), until=bounds.get("to"), limit=limit)
