@@ -32,6 +32,7 @@ from tests.auxil.people import (
     PARENT_HX,
     PHONES,
     Chat,
+    ask_and_answer,
     link_everyone,
 )
 from tests.conftest import TEST_DATA_KEY, TEST_RELAY_KEY
@@ -224,13 +225,9 @@ async def test_an_anonymous_reporter_cannot_be_found_in_the_database_without_the
             Account.external_id == str(PARENT_HX)))).scalar_one()
     # The whole relay works: the officer asks, the parent answers, the parent hears of the
     # acknowledgement and finds the case in /mycases.
-    await officer.tap(f"case:ask:{incident.id}")
-    seen = parent.mark()
-    await officer.say("Anh/chị có chụp lại tin nhắn không?")
-    [question] = await parent.since(seen)
+    question = await ask_and_answer(officer, parent, incident.id,
+                                    "Anh/chị có chụp lại tin nhắn không?", "Có, tôi sẽ gửi sau.")
     assert "chụp lại" in question
-    await parent.tap(f"case:reply:{incident.id}")
-    await parent.say("Có, tôi sẽ gửi sau.")
     seen = parent.mark()
     await officer.tap(f"case:ack:{incident.id}")
     [acknowledged] = await parent.since(seen)
@@ -326,12 +323,7 @@ async def test_a_whole_case_at_debug_level_leaves_no_case_text_phone_or_secret_i
         async with sessions() as session:
             case = (await session.execute(select(Incident))).scalar_one()
         await officer.tap(f"case:ack:{case.id}")
-        await officer.tap(f"case:ask:{case.id}")
-        seen = teacher.mark()
-        await officer.say(QUESTION)
-        await teacher.since(seen)
-        await teacher.tap(f"case:reply:{case.id}")
-        await teacher.say(ANSWER)
+        await ask_and_answer(officer, teacher, case.id, QUESTION, ANSWER)
         [shown] = await officer.say(f"/case {case.ref}")
         assert WORDS in shown and PLACE in shown  # the case really went through
         await officer.tap(f"case:close:{case.id}")

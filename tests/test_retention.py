@@ -25,7 +25,7 @@ from storage.models import (
     Outbox,
     OutboxStatus,
 )
-from tests.auxil.people import LIAISON_HX, OFFICER_HX, PARENT_HX, Chat
+from tests.auxil.people import LIAISON_HX, OFFICER_HX, PARENT_HX, Chat, ask_and_answer
 from tests.conftest import TEST_DATA_KEY, TEST_RELAY_KEY
 from tests.test_reports import file_report
 from tests.test_reports import people as people  # the fixture, reused
@@ -59,12 +59,7 @@ async def test_retention_removes_exactly_what_is_due_and_statistics_stay_the_sam
         mine, criminal = (await session.execute(
             select(Incident).order_by(Incident.id))).scalars().all()
     # A question and its answer on the timeline; a photo kept on disk.
-    await officer.tap(f"case:ask:{mine.id}")
-    seen = parent.mark()
-    await officer.say(QUESTION)
-    await parent.since(seen)
-    await parent.tap(f"case:reply:{mine.id}")
-    await parent.say(ANSWER)
+    await ask_and_answer(officer, parent, mine.id, QUESTION, ANSWER)
     photo = Path(settings.media_dir) / str(mine.id) / "1.jpg"
     photo.parent.mkdir(parents=True)
     photo.write_bytes(crypto.seal_bytes(b"\xff\xd8 a child's photo"))

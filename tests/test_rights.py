@@ -74,8 +74,17 @@ async def test_export_erase_and_audit_from_the_command_line(
     lines = json.loads(out)
     assert code == 0 and ("Lê Văn An", "viewed") in [(x["person"], x["action"]) for x in lines]
     assert all(x["subject"] == named.ref for x in lines)
+    code, out, _ = await _cli(capsys, "audit", "--case", named.ref, "--json",
+                              "--from", "01/01/2000", "--to", "2000-01-31")
+    assert code == 0 and json.loads(out) == []  # nothing was seen that month
+    code, out, _ = await _cli(capsys, "audit", "--case", named.ref, "--json",
+                              "--from", "2000-01-01")
+    assert len(json.loads(out)) == len(lines)
+    assert (await _cli(capsys, "audit", "--case", named.ref, "--from", "hôm qua"))[0] == 2
     code, out, _ = await _cli(capsys, "audit", "--person", PHONES[OFFICER_HX], "--lang", "en")
     assert code == 0 and f"viewed  {named.ref}" in out and f"alerted  {anonymous.ref}" in out
+    code, out, _ = await _cli(capsys, "audit", "--person", PHONES[OFFICER_HX], "--json")
+    assert {x["person"] for x in json.loads(out)} == {"Lê Văn An"}  # nobody else's lines
     assert (await _cli(capsys, "audit"))[0] == 2
     assert (await _cli(capsys, "audit", "--case", "HX-00-NONE"))[0] == 2
 

@@ -119,3 +119,16 @@ class Chat:
         before = len(self.received())
         self.fake.press(self.chat_id, data)
         return (await self.wait(before + replies))[before:]
+
+
+async def ask_and_answer(officer: Chat, reporter: Chat, case_id: int, question: str,
+                         answer: str) -> str:
+    """The officer asks the case's reporter a question through the relay and the reporter
+    answers it; return the question as the reporter received it."""
+    await officer.tap(f"case:ask:{case_id}")
+    seen = reporter.mark()
+    await officer.say(question)
+    [received] = await reporter.since(seen)
+    await reporter.tap(f"case:reply:{case_id}")
+    await reporter.say(answer)
+    return received
