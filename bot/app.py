@@ -14,6 +14,7 @@ from aiohttp import web
 from pydantic import SecretStr
 
 from bot.channels.telegram import TelegramChannel
+from bot.channels.web import WebChannel
 from bot.channels.zalo import ZaloChannel
 from bot.core.channel import Channel, FatalChannelError, TransientError
 from bot.core.clock import Clock
@@ -72,7 +73,8 @@ def _secret(value: SecretStr | None) -> str:
 
 def check_settings(settings: Settings) -> None:
     """Refuse settings that cannot run, with one sentence an operator can act on."""
-    if settings.telegram_token is None and settings.zalo_token is None:
+    if settings.telegram_token is None and settings.zalo_token is None and \
+            not settings.web_chat:
         raise ConfigError("no_token")
     if not _secret(settings.data_keys):  # a bot takes reports: it must be able to encrypt them
         raise ConfigError("no_data_keys")
@@ -111,6 +113,9 @@ class App:
             self.channels["telegram"] = TelegramChannel(settings, self.inbox.accept)
         if settings.zalo_token is not None:
             self.channels["zalo"] = ZaloChannel(settings, self.inbox.accept)
+        if settings.web_chat:
+            self.channels["web"] = WebChannel(settings, self.inbox.accept, self.sessions,
+                                              self.clock)
         self.readers = db.create_engine(settings.database_url, read_only=True)
         self.reports = ReportBuilder(self.sessions, settings, self.clock.now,
                                      db.sessionmaker(self.readers))
@@ -358,13 +363,26 @@ class App:
         await self.engine.dispose()
         await self.readers.dispose()
 
-    async def run_forever(self) -> None:
-        """Run until SIGINT or SIGTERM, then shut down gracefully."""
+    @property
+    def web_only(self) -> bool:
+        """Whether the web chat is the only channel (no messenger token is set)."""
+        return list(self.channels) == ["web"]
+
+    @property
+    def chat_url(self) -> str:
+        """Where the web chat is reached."""
+        return f"{self.settings.console_base}/chat/"
+
+    async def run_forever(self, started: Callable[[], None] | None = None) -> None:
+        """Run until SIGINT or SIGTERM, then shut down gracefully (started: called once
+        everything runs)."""
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await self.start()
+        if started is not None:
+            started()
         try:
             await stop.wait()
         finally:

@@ -8,6 +8,7 @@ from handlers import (
     consent,
     duty,
     linking,
+    public,
     registration,
     report,
     stats,
@@ -19,6 +20,6 @@ def build_router() -> Router:
     """Compose every feature module's handlers into one router."""
     router = Router()
     for module in (common, registration, report, cases, linking, duty, consent, campaigns,
-                   stats, web):
+                   stats, web, public):
         module.register(router)
     return router

@@ -42,12 +42,13 @@ async def start(ctx: Context) -> None:
 
 SCHOOL = (Role.LIAISON, Role.PARENT)
 POLICE = (Role.OFFICER, Role.ADMIN)
+REPORTERS = (*SCHOOL, Role.PUBLIC)  # a school's public page: report, follow it, nothing else
 # Each command of /help and who is shown it: a parent never reads about /offduty.
 HELP_LINES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("report", SCHOOL), ("mycases", SCHOOL), ("cases", POLICE), ("case", POLICE),
+    ("report", REPORTERS), ("mycases", REPORTERS), ("cases", POLICE), ("case", POLICE),
     ("offduty", (Role.OFFICER,)), ("alerts", (Role.OFFICER,)), ("stats", ("chief", Role.ADMIN)),
     ("campaign", (Role.ADMIN,)), ("web", POLICE), ("topics", SCHOOL), ("forget", (Role.PARENT,)),
-    ("link", (*SCHOOL, *POLICE)), ("me", (*SCHOOL, *POLICE)), ("cancel", (*SCHOOL, *POLICE)),
+    ("link", (*SCHOOL, *POLICE)), ("me", (*SCHOOL, *POLICE)), ("cancel", (*REPORTERS, *POLICE)),
 )
 
 

@@ -25,6 +25,9 @@ class AlertsChoice(ChoiceData):
 
 async def link(ctx: Context) -> None:
     """/link: show a one-time code to send from the other messenger (or redeem one)."""
+    if ctx.public_visitor:  # linking would name the anonymous reporter
+        ctx.reply("public.no_codes")
+        return
     if ctx.inbound.args:
         await redeem(ctx, ctx.inbound.args[0])
         return

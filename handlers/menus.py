@@ -22,7 +22,7 @@ def main_menu(ctx: Context) -> list[Choice]:
     """Return the main menu for this person's roles."""
     t = ctx.t
     items = []
-    if ctx.has_role(Role.LIAISON, Role.PARENT):
+    if ctx.has_role(Role.LIAISON, Role.PARENT, Role.PUBLIC):
         items += [MenuChoice("report").choice(t("menu.report")),
                   MenuChoice("mycases").choice(t("menu.mycases"))]
     if ctx.has_role(Role.OFFICER, Role.ADMIN):

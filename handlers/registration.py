@@ -30,11 +30,10 @@ NAME_MAX = 100
 
 async def redeem(ctx: Context, text: str) -> None:
     """Try text as an invitation or school code; count failures against brute force."""
-    now = ctx.clock.now()
-    account = ctx.account
-    if account.code_locked_until and account.code_locked_until > now:
-        until = account.code_locked_until.astimezone(ctx.settings.tz)
-        ctx.reply("code.locked", time=until.strftime("%H:%M"))
+    if ctx.public_visitor:  # a public report page's browser stays nobody in particular
+        ctx.reply("public.no_codes")
+        return
+    if code_locked(ctx):
         return
     code = normalise_code(text)
     invitation = (await ctx.session.execute(
@@ -57,10 +56,20 @@ async def redeem(ctx: Context, text: str) -> None:
     link = (await ctx.session.execute(
         select(LinkCode).where(LinkCode.code == code))).scalar_one_or_none()
     if link is not None:
-        _reset_failures(ctx)
+        reset_failures(ctx)
         await redeem_link(ctx, link)
         return
-    _count_failure(ctx)
+    count_failure(ctx)
+
+
+def code_locked(ctx: Context) -> bool:
+    """Whether this account typed too many wrong codes lately (and say until when)."""
+    account = ctx.account
+    if account.code_locked_until and account.code_locked_until > ctx.clock.now():
+        until = account.code_locked_until.astimezone(ctx.settings.tz)
+        ctx.reply("code.locked", time=until.strftime("%H:%M"))
+        return True
+    return False
 
 
 def _scope_name(invitation: Invitation) -> str:
@@ -79,7 +88,8 @@ def _usable(ctx: Context, invitation: Invitation) -> bool:
     return True
 
 
-def _count_failure(ctx: Context) -> None:
+def count_failure(ctx: Context) -> None:
+    """One more wrong code: say so, or lock the account for a while."""
     now = ctx.clock.now()
     account = ctx.account
     window = timedelta(minutes=ctx.settings.code_lockout_minutes)
@@ -97,13 +107,15 @@ def _count_failure(ctx: Context) -> None:
     ctx.reply("code.invalid")
 
 
-def _reset_failures(ctx: Context) -> None:
+def reset_failures(ctx: Context) -> None:
+    """A right code: the count starts again."""
     ctx.account.code_failures = 0
     ctx.account.code_window_started_at = None
     ctx.account.code_locked_until = None
 
 
-async def _ensure_person(ctx: Context, name: str | None) -> Person:
+async def ensure_person(ctx: Context, name: str | None) -> Person:
+    """The account's person, made now if it has none."""
     if ctx.person is not None:
         return ctx.person
     person = Person(name=name, language=ctx.account.language, created_at=ctx.clock.now())
@@ -113,7 +125,7 @@ async def _ensure_person(ctx: Context, name: str | None) -> Person:
     return person
 
 
-async def _ensure_role(ctx: Context, person: Person, role: str, *, area_id: int | None = None,
+async def ensure_role(ctx: Context, person: Person, role: str, *, area_id: int | None = None,
                        school_id: int | None = None, duty: str | None = None) -> bool:
     """Give person the role in scope; False if they already had it."""
     existing = (await ctx.session.execute(select(RoleAssignment).where(
@@ -148,14 +160,14 @@ async def _complete(ctx: Context, invitation: Invitation, name: str | None) -> N
     if target is not None:
         ctx.account.person = target
     else:
-        target = await _ensure_person(ctx, name)
-    await _ensure_role(ctx, target, invitation.role, area_id=invitation.area_id,
+        target = await ensure_person(ctx, name)
+    await ensure_role(ctx, target, invitation.role, area_id=invitation.area_id,
                        school_id=invitation.school_id, duty=invitation.duty)
     ctx.session.add(Redemption(invitation_id=invitation.id, account_id=ctx.account.id,
                                person_id=target.id, role=invitation.role, at=now))
     if target.language is None and ctx.account.language:
         target.language = ctx.account.language
-    _reset_failures(ctx)
+    reset_failures(ctx)
     ctx.clear()
     await ctx.session.refresh(target, ["roles"])
     role = ctx.t(f"role.{invitation.role}")
@@ -163,10 +175,10 @@ async def _complete(ctx: Context, invitation: Invitation, name: str | None) -> N
 
 
 async def _join_as_parent(ctx: Context, school: School) -> None:
-    person = await _ensure_person(ctx, None)
-    _reset_failures(ctx)
+    person = await ensure_person(ctx, None)
+    reset_failures(ctx)
     ctx.clear()
-    if not await _ensure_role(ctx, person, Role.PARENT, school_id=school.id):
+    if not await ensure_role(ctx, person, Role.PARENT, school_id=school.id):
         ctx.reply("parent.already", choices=main_menu(ctx), school=school.name)
         return
     ctx.session.add(Redemption(school_id=school.id, account_id=ctx.account.id,

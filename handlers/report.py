@@ -43,6 +43,7 @@ PHONE_IN_TEXT = re.compile(r"(?:\+\s?84|0)(?:[\s.\-]?\d){8,10}")
 DRAFT_TTL = timedelta(hours=24)
 # Steps whose own answer may be a number: a typed number there is the answer, not an option.
 TYPED_NUMBERS_ARE_TEXT = ("children",)
+REPORTING_ROLES = (Role.LIAISON, Role.PARENT, Role.PUBLIC)
 ORDER = ("category", "school", "description", "when", "where", "children", "anonymous")
 _DATE = re.compile(r"^\s*(\d{1,2})[/.\-](\d{1,2})(?:[/.\-](\d{2,4}))?\s*$")
 
@@ -68,7 +69,7 @@ def reporter_schools(ctx: Context) -> dict[int, str]:
     schools: dict[int, str] = {}
     for r in ctx.roles:
         liaison_already = schools.get(r.school_id or 0) == Role.LIAISON
-        if r.school_id and r.role in (Role.LIAISON, Role.PARENT) and not liaison_already:
+        if r.school_id and r.role in REPORTING_ROLES and not liaison_already:
             schools[r.school_id] = r.role
     return schools
 
@@ -77,8 +78,9 @@ def _data(ctx: Context) -> dict[str, Any]:
     return dict(ctx.conversation.data or {})
 
 
-async def start(ctx: Context) -> None:
-    """Begin a report (or offer to resume the unfinished one)."""
+async def start(ctx: Context, school_id: int | None = None) -> None:
+    """Begin a report (or offer to resume the unfinished one); school_id: for that school
+    (a school's public page)."""
     if not reporter_schools(ctx):
         _LOGGER.info("Report refused: account %s has no liaison/parent role", ctx.account.id)
         ctx.reply("report.not_allowed")
@@ -89,7 +91,7 @@ async def start(ctx: Context) -> None:
             ctx.update(resume_step=ctx.conversation.step)
         _offer_resume(ctx)
         return
-    _begin(ctx)
+    _begin(ctx, school_id)
 
 
 def _offer_resume(ctx: Context) -> None:
@@ -99,11 +101,15 @@ def _offer_resume(ctx: Context) -> None:
         ReportChoice("discard").choice(ctx.t("report.resume.discard"))])
 
 
-def _begin(ctx: Context) -> None:
+def _begin(ctx: Context, school_id: int | None = None) -> None:
     schools = reporter_schools(ctx)
     ctx.goto(FLOW, "danger", attachments=[], touched=ctx.clock.now().isoformat())
-    if len(schools) == 1:
+    if school_id in schools:
+        ctx.update(school_id=school_id)
+    elif len(schools) == 1:
         ctx.update(school_id=next(iter(schools)))
+    if _in_public(ctx):
+        ctx.update(anonymous=True)  # a public page's report is always anonymous
     _ask(ctx, "danger")
 
 
@@ -168,9 +174,17 @@ def _ask(ctx: Context, step: str) -> None:
 
 
 def _applies(ctx: Context, step: str) -> bool:
+    if _in_public(ctx):  # the page chose the school, and anonymity is not a choice there
+        return step not in ("school", "anonymous")
     if step == "school":
         return len(reporter_schools(ctx)) > 1
     return True
+
+
+def _in_public(ctx: Context) -> bool:
+    """Whether this report comes from a school's public page."""
+    return ctx.public_visitor and \
+        reporter_schools(ctx).get(ctx.conversation.data.get("school_id")) == Role.PUBLIC
 
 
 def _as_parent(ctx: Context) -> bool:
@@ -577,6 +591,16 @@ async def _create_urgent(ctx: Context, *, unsure: bool = False) -> None:
     ctx.update(incident_id=incident.id, incident_ref=incident.ref, unsure=unsure)
     ctx.reply("report.urgent.sent_which_school" if unsure else "report.urgent.sent",
               ref=incident.ref)
+    await _followup_code(ctx, incident)
+
+
+async def _followup_code(ctx: Context, incident: Incident) -> None:
+    """A public page's reporter is nobody the system knows: the reference and a secret code
+    are their only way back (shown once, here)."""
+    if _in_public(ctx):
+        code = await case_service(ctx).issue_followup(actor(ctx), incident.id)
+        ctx.reply("report.public.code", ref=incident.ref, code=code,
+                  link=f"{ctx.settings.console_base}/chat/f")
 
 
 async def _send(ctx: Context) -> None:
@@ -596,8 +620,9 @@ async def _send(ctx: Context) -> None:
         _ask(ctx, "summary")
         return
     incident = await _create(ctx, urgent=False)
-    ctx.clear()
     ctx.reply("report.received", ref=incident.ref)
+    await _followup_code(ctx, incident)
+    ctx.clear()
 
 
 def register(router: Router) -> None:

@@ -21,6 +21,8 @@ _LOGGER = logging.getLogger(__name__)
 MAX_BYTES = 20 * 1024 * 1024
 MAX_ATTEMPTS = 3
 ALLOWED_TYPES = ("image/", "audio/", "video/", "application/pdf", "application/octet-stream")
+# An attachment's ref that names our own (encrypted) copy already: the web chat's uploads.
+LOCAL_PREFIX = "file:"
 UPLOADS = "uploads"  # the console's directory uploads waiting to be applied or cancelled
 UPLOAD_HOURS = 24  # an upload nobody applied or cancelled is deleted after this
 
@@ -31,6 +33,11 @@ Resolver = Callable[[str], Awaitable[str]]
 
 class FetchError(Exception):
     """A file could not be fetched or was not acceptable."""
+
+
+def local_path(ref: str) -> str | None:
+    """The kept file an attachment's ref names, if it names one of ours (else None)."""
+    return ref[len(LOCAL_PREFIX):] if ref.startswith(LOCAL_PREFIX) else None
 
 
 async def _download(http: aiohttp.ClientSession, url: str, target: Path) -> None:

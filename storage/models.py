@@ -64,6 +64,9 @@ class Role(enum.StrEnum):
     LIAISON = "liaison"
     PARENT = "parent"
     ADMIN = "admin"
+    # Someone who reported through a school's public web page: always anonymous, nothing
+    # else (no awareness messages, no menu beyond following their report up).
+    PUBLIC = "public"
 
 
 class Duty(enum.StrEnum):
@@ -120,6 +123,8 @@ class School(Base):
     address: Mapped[str | None] = mapped_column(String(500))
     area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
     parent_code: Mapped[str] = mapped_column(String(32), unique=True)
+    # Whether anyone may report for this school from its public web page (/chat/s/<code>).
+    public_reports: Mapped[bool] = mapped_column(default=False, server_default="0")
 
     area: Mapped[Area] = relationship(back_populates="schools", lazy="selectin")
 
@@ -481,6 +486,9 @@ class Incident(Base):
     # redacted one keeps only what statistics count.
     legal_hold: Mapped[bool] = mapped_column(default=False, server_default="0")
     redacted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A report from a public web page: the digest of the secret code its reporter keeps to
+    # come back (the code itself is shown once and never stored).
+    followup_hash: Mapped[str | None] = mapped_column(String(64))
 
     school: Mapped[School] = relationship(lazy="selectin")
     area: Mapped[Area] = relationship(lazy="selectin")
@@ -613,3 +621,16 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(32))
     subject: Mapped[str | None] = mapped_column(String(200))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class WebMessage(Base):
+    """What the bot said to one web-chat visitor (the web channel's own "messenger"): the
+    page shows it live and again on return; its text goes with the sent messages' texts."""
+
+    __tablename__ = "web_messages"
+    __table_args__ = (Index("ix_web_messages_visitor", "visitor", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    visitor: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

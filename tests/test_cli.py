@@ -131,12 +131,13 @@ def _run(args: list[str], env_vars: dict[str, str], cwd: Path) -> subprocess.Com
                           capture_output=True, text=True, timeout=60)
 
 
-def test_run_without_token_says_so_in_one_sentence(tmp_path: Path) -> None:
-    result = _run(["run"], {"SAFESCHOOL_DATABASE_URL": f"sqlite:///{tmp_path}/x.db"}, tmp_path)
+def test_run_with_no_channel_at_all_says_so_in_one_sentence(tmp_path: Path) -> None:
+    off = {"SAFESCHOOL_DATABASE_URL": f"sqlite:///{tmp_path}/x.db",
+           "SAFESCHOOL_WEB_CHAT": "false"}
+    result = _run(["run"], off, tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().startswith("safeschool: chưa đặt SAFESCHOOL_TELEGRAM_TOKEN")
-    result = _run(["run"], {"SAFESCHOOL_DATABASE_URL": f"sqlite:///{tmp_path}/x.db",
-                            "SAFESCHOOL_DEFAULT_LANGUAGE": "en"}, tmp_path)
+    result = _run(["run"], {**off, "SAFESCHOOL_DEFAULT_LANGUAGE": "en"}, tmp_path)
     assert result.stderr.strip().startswith("safeschool: SAFESCHOOL_TELEGRAM_TOKEN is not set")
     assert "Traceback" not in result.stderr
 

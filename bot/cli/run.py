@@ -41,8 +41,13 @@ async def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         raise CliError(exc.text(tr())) from exc
     app = App(settings)
+
+    def started() -> None:
+        if app.web_only:  # the newcomer's case: say where to go, in one line
+            print(say("run.web_only", url=app.chat_url), flush=True)
+
     try:
-        await app.run_forever()
+        await app.run_forever(started)
     except db.DatabaseUnavailable as exc:
         await app.engine.dispose()
         raise CliError(say("database_unavailable", url=safe_url(settings.database_url),

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.core.choices import ChoiceData
 from bot.core.clock import Clock
 from bot.core.i18n import Translator
-from bot.core.messages import Choice, Inbound, Outbound
+from bot.core.messages import PUBLIC_VISITOR, Choice, Inbound, Outbound
 from bot.core.settings import Settings
 from storage.models import Account, Conversation, Person, Role, RoleAssignment
 
@@ -60,6 +60,13 @@ class Context:
     def chosen(self, kind: type[C]) -> C | None:
         """The choice this message carries, read as kind (None if it is not one, or stale)."""
         return kind.unpack(self.choice)
+
+    @property
+    def public_visitor(self) -> bool:
+        """Whether this is a browser on a school's public report page: it may report and
+        follow its reports up, anonymously, and nothing else (no codes, no /link)."""
+        return self.account.channel == "web" and \
+            self.account.external_id.startswith(PUBLIC_VISITOR)
 
     def has_role(self, *roles: Role) -> bool:
         """Tell whether the person holds any of roles (in any scope)."""

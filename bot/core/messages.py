@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# The web chat's public identity (a school's public report page): its accounts' ids start so.
+PUBLIC_VISITOR = "p-"
+
 
 @dataclass(frozen=True)
 class Attachment:

@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     console_link_minutes: float = 10.0
     console_idle_minutes: float = 30.0
     console_max_hours: float = 12.0
+    # The web chat (/chat): on unless turned off; with no messenger token it runs alone.
+    web_chat: bool = True
+    # A school's public report page (/chat/s/<code>) takes at most this many messages a
+    # minute from one network address, and gives at most this many new browsers an hour an
+    # identity there (each browser is also held to the report limit above).
+    web_public_per_minute: int = 30
+    web_public_new_per_hour: int = 20
 
     @field_validator("database_url")
     @classmethod

@@ -13,6 +13,8 @@ area tree, reachability, alerts and the escalation clock."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import re
 from collections.abc import Callable
@@ -28,12 +30,13 @@ from bot.core.i18n import Translator
 from bot.core.messages import Attachment, Choice, Media, Outbound
 from bot.core.outbox import enqueue, preferred_account
 from bot.services import escalation, statistics
-from bot.services.codes import random_code
+from bot.services.codes import CODE_LENGTH, normalise_code, random_code
 from bot.services.periods import Period
 from bot.services.statistics import Report
 from storage import crypto
 from storage.areas import ancestors, subtree
 from storage.conversations import conversation_for
+from storage.media import local_path
 from storage.models import (
     OUTCOMES,
     Account,
@@ -176,6 +179,11 @@ async def alert_unreachable(session: AsyncSession, key: str, now: datetime) -> N
 def reporter_tag(person_id: int) -> str:
     """The keyed hash an anonymous case keeps of its reporter (see storage/crypto.py)."""
     return crypto.relay().tag("reporter", person_id)
+
+
+def followup_digest(ref: str, code: str) -> str:
+    """What a public report keeps of its follow-up code (the code is never stored)."""
+    return hashlib.sha256(f"followup:{ref}:{code}".encode()).hexdigest()
 
 
 def is_reporter(incident: Incident, person_id: int | None) -> bool:
@@ -392,6 +400,7 @@ async def can_handle(session: AsyncSession, person: Person | None, incident: Inc
 
 # ---- the service ------------------------------------------------------------------------------
 
+FOLLOWUP_CODE_LENGTH = CODE_LENGTH + 2  # 12 of 31 symbols: it is the only key to the case
 TEXT_MAX = 2000  # a question, a note, an answer, a reason
 TIMELINE_SHOWN = 12
 ATTACHMENTS_MAX = 10
@@ -685,6 +694,47 @@ class CaseService:
         await self._audit(actor, rows, "listed")
         return rows
 
+    async def issue_followup(self, actor: Actor, case_id: int) -> str:
+        """A public report's secret follow-up code, for its reporter to read once and keep;
+        only its digest is stored (a new code replaces the last)."""
+        incident = await self._for_reporter(actor, case_id, "followup_code")
+        code = random_code(FOLLOWUP_CODE_LENGTH)
+        incident.followup_hash = followup_digest(incident.ref, code)
+        await self._audit(actor, [incident], "followup_code")
+        return code
+
+    async def follow_up(self, actor: Actor, ref: str,
+                        code: str) -> tuple[Incident, str | None] | None:
+        """Come back to a public report with its reference and follow-up code: the actor's
+        account becomes the reporter's (so the officer's questions reach it and its answers
+        reach the officer, still anonymously). Returns the case and the officer's question
+        still waiting for an answer; None for a wrong pair, the same for a reference that
+        does not exist."""
+        incident = (await self.session.execute(
+            select(Incident).where(Incident.ref == ref.strip().upper()))).scalar_one_or_none()
+        given = followup_digest(ref.strip().upper(), normalise_code(code))
+        if incident is None or incident.followup_hash is None or \
+                not hmac.compare_digest(incident.followup_hash, given):
+            _LOGGER.info("A follow-up code was refused (account %s)", actor.account_id)
+            return None
+        person_id, _account = reporter_of(incident)
+        account = await self.session.get(Account, actor.account_id) \
+            if actor.account_id is not None else None
+        person = await self.session.get(Person, person_id) if person_id is not None else None
+        if account is None or person is None:
+            return None
+        account.person = person
+        bind_reporter(incident, person.id, account.id)  # questions now reach this browser
+        await self.session.flush()
+        await self._audit(Actor(person, actor.via, account.id), [incident], "followed_up")
+        events = (await self.session.execute(
+            select(IncidentEvent.kind, IncidentEvent.data)
+            .where(IncidentEvent.incident_id == incident.id,
+                   IncidentEvent.kind.in_(("question", "answer")))
+            .order_by(IncidentEvent.id.desc()).limit(1))).first()
+        waiting = events.data.get("text") if events and events.kind == "question" else None
+        return incident, waiting
+
     async def reports_since(self, actor: Actor, since: datetime) -> int:
         """How many reports this person filed since then (the hourly limit)."""
         return (await self.session.execute(select(func.count()).select_from(Incident).where(
@@ -748,7 +798,7 @@ class CaseService:
         incident = Incident(
             ref=await new_ref(self.session, school.area, self.now), school_id=school.id,
             area_id=school.area_id, reporter_role=role,
-            anonymous=role == Role.PARENT, urgent=urgent, category="other",
+            anonymous=role in (Role.PARENT, Role.PUBLIC), urgent=urgent, category="other",
             status=IncidentStatus.NEW, created_at=self.now, updated_at=self.now)
         _fill(incident, draft)
         bind_reporter(incident, person.id, actor.account_id)
@@ -768,7 +818,8 @@ class CaseService:
         for kind, ref, mime, size, name in items:
             self.session.add(IncidentAttachment(
                 incident_id=incident.id, channel=actor.via, kind=kind, ref=ref, mime_type=mime,
-                size=size, name=name, source=source, created_at=self.now))
+                size=size, name=name, source=source, stored_path=local_path(ref),
+                created_at=self.now))
 
     async def _route_and_alert(self, incident: Incident,
                                unsure_of: tuple[School, ...] = ()) -> None:
@@ -1154,13 +1205,13 @@ class CaseService:
             self.session.add(IncidentAttachment(
                 incident_id=incident.id, channel=actor.via, kind=item.kind, ref=item.ref,
                 mime_type=item.mime_type, size=item.size, name=item.name, source="reporter",
-                created_at=self.now))
+                stored_path=local_path(item.ref), created_at=self.now))
             await record(self.session, incident, "attachment", self.now, role="reporter",
                          media=item.kind)
             if officer:
                 await notify(self.session, officer, lambda t, item=item: Outbound(
                     t("relay.attachment", ref=incident.ref, sender=sender(t)),
-                    media=Media(item.kind, item.ref, actor.via)),
+                    media=Media(item.kind, item.ref, actor.via, local_path(item.ref))),
                     key=f"relay:{incident.id}:{key}:{n}", now=self.now,
                     default_language=self.default_language, priority=Priority.ALERT)
         if text:

@@ -1,7 +1,8 @@
 """Retention: what is kept only as long as it is needed (issue #13, Decree 13/2023/NĐ-CP).
 
 Once a day (and on demand with `safeschool retention run`):
-- a sent or given-up outbound message loses its text after `retention_outbox_days`;
+- a sent or given-up outbound message loses its text after `retention_outbox_days`, and a
+  web chat's transcript line (what the bot said to a browser) is deleted then;
 - a handled inbound update is deleted after `retention_inbox_days`;
 - a draft (a conversation's data) untouched for `retention_draft_hours` is dropped;
 - a case closed `retention_closed_days` ago is **redacted**: its texts, coordinates, the
@@ -37,6 +38,7 @@ from storage.models import (
     IncidentStatus,
     Outbox,
     OutboxStatus,
+    WebMessage,
 )
 
 _LOGGER = logging.getLogger(__name__)
@@ -84,6 +86,10 @@ def _message_due(policy: Policy, now: datetime) -> list[Any]:
             < now - timedelta(days=policy.outbox_days)]
 
 
+def _web_due(policy: Policy, now: datetime) -> list[Any]:
+    return [WebMessage.created_at < now - timedelta(days=policy.outbox_days)]
+
+
 def _update_due(policy: Policy, now: datetime) -> list[Any]:
     return [InboxItem.processed_at.is_not(None),
             InboxItem.processed_at < now - timedelta(days=policy.inbox_days)]
@@ -119,7 +125,8 @@ async def plan(session: AsyncSession, policy: Policy, now: datetime) -> Plan:
         files = await _count(session, IncidentAttachment, [
             IncidentAttachment.incident_id.in_(
                 select(Incident.id).where(*due, ~_held()))])
-    return Plan(messages=await _count(session, Outbox, _message_due(policy, now)),
+    return Plan(messages=await _count(session, Outbox, _message_due(policy, now))
+                + await _count(session, WebMessage, _web_due(policy, now)),
                 updates=await _count(session, InboxItem, _update_due(policy, now)),
                 drafts=await _count(session, Conversation, _draft_due(policy, now)),
                 cases=redact, held=[ref for ref, held in cases if held], files=files)
@@ -148,6 +155,12 @@ async def run(sessions: async_sessionmaker, policy: Policy, now: datetime,
 
     done.messages = await _in_batches(sessions, select(Outbox.id).where(
         *_message_due(policy, now)).order_by(Outbox.id), purge_messages)
+
+    async def delete_web(session: AsyncSession, ids: list[int]) -> None:
+        await session.execute(delete(WebMessage).where(WebMessage.id.in_(ids)))
+
+    done.messages += await _in_batches(sessions, select(WebMessage.id).where(
+        *_web_due(policy, now)).order_by(WebMessage.id), delete_web)
 
     async def delete_updates(session: AsyncSession, ids: list[int]) -> None:
         await session.execute(delete(InboxItem).where(InboxItem.id.in_(ids)))

@@ -1,0 +1,225 @@
+"""The web chat (bot/channels/web.py) through its HTTP API, the way the page drives it: a
+school's public report page from the first question to the follow-up code, the officer's
+question answered from another browser, a forged code refused; each visitor sees only their
+own messages and files; CSRF, upload size and rate limits; `safeschool run` with no token."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+from sqlalchemy import select, update
+from yarl import URL
+
+from bot.app import App
+from bot.channels.web import visitor_of
+from bot.cli.keys import KEY_SETTINGS
+from bot.core.i18n import Translator
+from bot.core.messages import Media, Outbound
+from storage import crypto
+from storage.models import InboxItem, Incident, IncidentAttachment, School
+from tests.auxil.helpers import count
+from tests.auxil.people import OFFICER_HX, Chat, link_everyone
+from tests.auxil.web import Visitor
+from tests.conftest import make_settings
+
+VI = Translator("vi")
+VI_WEB = Translator("vi", "web")
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d49444154789c6360f8cfc0f01f0005000201e2b0a1a70000000049454e44ae426082")
+
+
+async def open_public_page(sessions, school: str = "THCS-HX") -> None:
+    async with sessions() as session, session.begin():
+        await session.execute(update(School).where(School.code == school)
+                              .values(public_reports=True))
+
+
+async def report_in_public(visitor: Visitor) -> tuple[str, str]:
+    """Report a non-urgent case from a school's public page, a photo with the description;
+    return (reference, follow-up code) as the page showed them."""
+    assert (await visitor.open("/chat/s/THCS-HX")).status == 200
+    assert await visitor.say("/public THCS-HX") == [VI("report.danger")]
+    await visitor.tap(VI("report.danger.no"))
+    await visitor.tap(VI("category.physical"))
+    form = aiohttp.FormData()
+    form.add_field("file", PNG, filename="cong-truong.png", content_type="image/png")
+    before = len(visitor.seen)
+    uploaded = await visitor.http.post(f"{visitor.api}/upload", params={"id": "photo-0001"},
+                                       data=form, headers={"X-CSRF-Token": visitor.csrf})
+    assert uploaded.status == 200
+    await visitor.wait(before + 2)  # "1 file kept" and the description asked again
+    await visitor.say("Một học sinh lớp 7 bị đánh ở cổng trường")
+    await visitor.tap(VI("report.when.now"))
+    await visitor.tap(VI("report.skip"))
+    [summary] = await visitor.tap(VI("report.unknown"))
+    assert VI("report.summary.attachments", value=1) in summary
+    assert VI("report.summary.anonymous", value=VI("report.anonymous.yes")) in summary
+    received, code_text = await visitor.tap(VI("report.send"), replies=2)
+    ref = re.search(r"Mã vụ việc: (\S+)\.", received).group(1)
+    code = re.search(r"Mã theo dõi: (\S+)", code_text).group(1)
+    return ref, code
+
+
+async def test_a_public_report_reaches_the_officer_and_its_reporter_comes_back_by_code(
+        app, directory, sessions, clock, fake_telegram):
+    await link_everyone(sessions, clock)
+    base = f"http://127.0.0.1:{app.http_port}"
+    stranger = Visitor(base, kind="public")
+    reporter = Visitor(base, kind="public")
+    elsewhere = Visitor(base, kind="public")
+    try:
+        # Off by default: the page says nothing about the school, and /public is refused.
+        assert (await stranger.open("/chat/s/THCS-HX")).status == 404
+        assert (await stranger.open("/chat/s/NO-SUCH")).status == 404
+        assert (await stranger.open("/chat/f")).status == 200
+        assert await stranger.say("/public THCS-HX") == [VI("public.closed")]
+
+        await open_public_page(sessions)
+        officer = Chat(fake_telegram, OFFICER_HX)
+        seen = officer.mark()
+        ref, code = await report_in_public(reporter)
+        [alert] = await officer.since(seen)
+        assert ref in alert and "cổng trường" in alert
+        async with sessions() as session:
+            incident = (await session.execute(
+                select(Incident).where(Incident.ref == ref))).scalar_one()
+            assert incident.anonymous and incident.reporter_person_id is None
+            assert incident.followup_hash is not None and code not in incident.followup_hash
+            [photo] = (await session.execute(select(IncidentAttachment).where(
+                IncidentAttachment.incident_id == incident.id))).scalars().all()
+        assert photo.stored_path and crypto.read_file(photo.stored_path) == PNG
+        on_disk = await asyncio.to_thread(Path(photo.stored_path).read_bytes)
+        assert PNG not in on_disk  # encrypted at rest
+
+        # The officer asks; the reporter's own browser hears it.
+        await officer.tap(f"case:ask:{incident.id}")
+        await officer.say("Em học sinh bị đánh học lớp nào?")
+        await reporter.wait(len(reporter.seen) + 1)
+        assert "Em học sinh bị đánh học lớp nào?" in reporter.texts()[-1]
+
+        # Another browser: a forged code gets nothing, the right one the case and the question.
+        assert (await elsewhere.open("/chat/f")).status == 200
+        forged = code[:-1] + ("A" if code[-1] != "A" else "B")
+        assert await elsewhere.say(f"/followup {ref} {forged}") == [VI("code.invalid")]
+        assert await elsewhere.say(f"/followup XX-26-NOPE {code}") == [VI("code.invalid")]
+        assert await elsewhere.say("/mycases") == [VI("me.stranger")]
+        status, question = await elsewhere.say(f"/followup {ref} {code}", replies=2)
+        assert ref in status and VI(f"reporter_status.{incident.status}") in status
+        assert "Em học sinh bị đánh học lớp nào?" in question
+        seen = officer.mark()
+        await elsewhere.tap(VI("reporter.reply"))
+        await elsewhere.say("Lớp 7A")
+        [answer] = await officer.since(seen)
+        assert "Lớp 7A" in answer and VI("case.reporter.anonymous") in answer
+        # A public page's browser stays nobody: no registration codes, no /link.
+        assert await elsewhere.say("/link") == [VI("public.no_codes")]
+    finally:
+        for visitor in (stranger, reporter, elsewhere):
+            await visitor.close()
+
+
+async def test_a_visitor_sees_only_their_own_messages_and_files(app, directory, sessions,
+                                                                tmp_path):
+    base = f"http://127.0.0.1:{app.http_port}"
+    alice, bob = Visitor(base), Visitor(base)
+    try:
+        await alice.open()
+        await bob.open()
+        await alice.say("/start")
+        await bob.say("/help")
+        assert len(await alice.messages()) == 1 and len(await bob.messages()) == 1
+        assert alice.seen[0]["text"] != bob.seen[0]["text"]
+        # A file the bot sends Alice (our own encrypted copy) is hers alone.
+        kept = tmp_path / "chart.png"
+        kept.write_bytes(crypto.seal_bytes(PNG))
+        token = alice.http.cookie_jar.filter_cookies(URL(base + "/chat/"))["safeschool_chat"].value
+        message_id = await app.channels["web"].send(
+            visitor_of("chat", token), Outbound("Biểu đồ", media=Media(
+                "photo", str(kept), "web", str(kept))))
+        mine = await alice.http.get(f"{alice.api}/file/{message_id}")
+        assert mine.status == 200 and await mine.read() == PNG
+        theirs = await bob.http.get(f"{bob.api}/file/{message_id}")
+        assert theirs.status == 404
+        assert all(m["id"] != int(message_id) for m in await bob.messages())
+        # Nor is the public identity of the same browser the chat's.
+        public = await alice.http.get(f"{base}/chat/api/public/file/{message_id}")
+        assert public.status == 401
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_csrf_upload_size_and_the_public_rate_limit(database_url, fake_telegram,
+                                                           directory, sessions, clock,
+                                                           tmp_path):
+    settings = make_settings(database_url, fake_telegram, media_dir=tmp_path / "media",
+                             web_public_per_minute=3)
+    app = App(settings, clock)
+    await app.start()
+    base = f"http://127.0.0.1:{app.http_port}"
+    visitor, other = Visitor(base), Visitor(base)
+    try:
+        await visitor.open()
+        await other.open()
+        stored = await count(sessions, InboxItem)
+        assert (await visitor.post({"text": "/start"}, csrf=False)).status == 403
+        visitor.csrf, other.csrf = other.csrf, visitor.csrf  # each other's token
+        assert (await visitor.post({"text": "/start"})).status == 403
+        visitor.csrf, other.csrf = other.csrf, visitor.csrf
+        assert (await visitor.post({"text": "/start"})).status == 200  # the same page, right
+        assert await count(sessions, InboxItem) == stored + 1
+
+        # An upload larger than allowed is refused from its headers: the body never comes.
+        reader, writer = await asyncio.open_connection("127.0.0.1", app.http_port)
+        cookie = "; ".join(f"{c.key}={c.value}" for c in visitor.http.cookie_jar)
+        writer.write((f"POST /chat/api/chat/upload?id=big-upload-1 HTTP/1.1\r\n"
+                      f"Host: 127.0.0.1\r\nCookie: {cookie}\r\nX-CSRF-Token: {visitor.csrf}\r\n"
+                      "Content-Type: multipart/form-data; boundary=x\r\n"
+                      f"Content-Length: {30 * 1024 * 1024}\r\n\r\n").encode())
+        await writer.drain()
+        status = await asyncio.wait_for(reader.readline(), 10)
+        assert b" 413 " in status
+        writer.close()
+
+        # A public page takes only so many messages a minute from one address.
+        await open_public_page(sessions)
+        crowd = Visitor(base, kind="public")
+        await crowd.open("/chat/s/THCS-HX")
+        answers = [(await crowd.post({"text": "/help"})).status for _ in range(4)]
+        assert answers == [200, 200, 200, 429]
+        await crowd.close()
+    finally:
+        await visitor.close()
+        await other.close()
+        await app.stop()
+
+
+async def test_run_without_a_token_serves_the_web_chat(database_url, tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("SAFESCHOOL_") or k in KEY_SETTINGS}
+    env.update(SAFESCHOOL_DATABASE_URL=database_url, SAFESCHOOL_HTTP_PORT="0",
+               SAFESCHOOL_MEDIA_DIR=str(tmp_path / "media"))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", env=env, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    assert process.stdout is not None
+    try:
+        opening = "Chưa đặt mã bot Telegram hay Zalo"
+        lines: list[str] = []
+        while not (lines and lines[-1].startswith(opening)):
+            line = await asyncio.wait_for(process.stdout.readline(), 60)
+            assert line, "safeschool run ended: " + "".join(lines)
+            lines.append(line.decode())
+        url = re.search(r"(http://\S+/chat/)", lines[-1]).group(1)
+        async with aiohttp.ClientSession() as http, http.get(url) as page:
+            assert page.status == 200
+            assert VI_WEB("web_chat.title") in await page.text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
