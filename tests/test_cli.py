@@ -270,3 +270,21 @@ async def test_invite_links_work_before_the_bot_ever_ran_when_a_token_is_set(
     assert await asyncio.to_thread(main, ["school", "codes", "--json"]) == 0
     assert all(r["link"] for r in json.loads(capsys.readouterr().out))
     assert sum(c.method == "getMe" for c in fake_telegram.calls) == asked  # kept, not re-asked
+
+
+def test_school_public_page_opens_and_closes(env: Path, capsys: pytest.CaptureFixture[str]
+                                             ) -> None:
+    _import(env)
+    capsys.readouterr()
+    assert main(["school", "public", "THCS-HX", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["public_page"] is False  # off by default
+    assert main(["school", "public", "THCS-HX", "on", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["public_page"] is True and shown["url"].endswith("/chat/s/THCS-HX")
+    assert main(["school", "public", "THCS-HX"]) == 0
+    assert capsys.readouterr().out.startswith("Trang báo tin công khai của Trường THCS Hồi "
+                                              "Xuân đang mở: http")
+    assert main(["school", "public", "THCS-HX", "off"]) == 0
+    assert "đang đóng" in capsys.readouterr().out
+    assert main(["school", "public", "NOPE", "on"]) == 2
+    assert "không có trường nào mang mã NOPE" in capsys.readouterr().err

@@ -22,11 +22,13 @@ from bot.cli.keys import KEY_SETTINGS
 from bot.core.i18n import Translator
 from bot.core.messages import Media, Outbound
 from storage import crypto
-from storage.models import InboxItem, Incident, IncidentAttachment, School
+from storage.models import AuditEvent, InboxItem, Incident, IncidentAttachment, School
+from tests.auxil.console import browser, csrf_of, link_admin, sign_in
 from tests.auxil.helpers import count
-from tests.auxil.people import OFFICER_HX, Chat, link_everyone
+from tests.auxil.people import OFFICER_HX, Chat, add_province_admin, link_everyone
 from tests.auxil.web import Visitor
 from tests.conftest import make_settings
+from tests.test_console import ADMIN_CHAT
 
 VI = Translator("vi")
 VI_WEB = Translator("vi", "web")
@@ -223,3 +225,35 @@ async def test_run_without_a_token_serves_the_web_chat(database_url, tmp_path):
     finally:
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 30) == 0
+
+
+async def test_an_admin_opens_the_public_page_and_prints_its_poster(
+        app, directory, sessions, clock, fake_telegram):
+    await add_province_admin(sessions, clock)
+    await link_admin(sessions, clock)
+    chat = f"http://127.0.0.1:{app.http_port}"
+    async with browser() as client:
+        base = await sign_in(client, fake_telegram, ADMIN_CHAT)
+        async with client.get(f"{base}/schools/THCS-HX/report-poster") as closed:
+            assert closed.status == 404  # no poster for a page nobody can open
+        token = await csrf_of(client, f"{base}/invitations")
+        async with client.post(f"{base}/schools/THCS-HX/public",
+                               data={"on": "1"}) as refused:
+            assert refused.status == 403  # no CSRF token
+        async with client.get(f"{chat}/chat/s/THCS-HX") as page:
+            assert page.status == 404
+        async with client.post(f"{base}/schools/THCS-HX/public",
+                               data={"csrf": token, "on": "1"}) as opened:
+            assert opened.status == 200  # followed to the invitations page
+            assert Translator("vi")("console.public.off") in await opened.text()
+        async with client.get(f"{chat}/chat/s/THCS-HX") as page:
+            assert page.status == 200 and "Trường THCS Hồi Xuân" in await page.text()
+        async with client.get(f"{base}/schools/THCS-HX/report-poster") as poster:
+            html = await poster.text()
+        assert f'data-link="{chat}/chat/s/THCS-HX"' in html and 'src="data:image/svg' in html
+        async with client.get(f"{base}/schools/THCS-HX/report-poster.pdf") as pdf:
+            assert (await pdf.read())[:5] == b"%PDF-"
+    async with sessions() as session:
+        actions = (await session.execute(select(AuditEvent.action).where(
+            AuditEvent.subject == "school:THCS-HX"))).scalars().all()
+    assert actions == ["public_page_on"]

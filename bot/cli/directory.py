@@ -26,12 +26,15 @@ from bot.services.console import audit
 from bot.services.directory import (
     AreaNode,
     DirectoryError,
+    NoSuchSchool,
     PhoneError,
     deactivate,
     directory_tree,
     import_rows,
     normalise_phone,
+    public_page_url,
     read_files,
+    set_public_page,
 )
 from storage.models import Area, Person, School
 
@@ -158,6 +161,35 @@ async def cmd_school_codes(args: argparse.Namespace) -> int:
     return await with_session(settings, work)
 
 
+async def cmd_school_public(args: argparse.Namespace) -> int:
+    """Open or close a school's public report page (or say whether it is open)."""
+    settings = settings_or_fail()
+
+    async def work(session: AsyncSession) -> int:
+        if args.state is None:
+            school = (await session.execute(select(School).where(
+                School.code == args.school))).scalar_one_or_none()
+            if school is None:
+                raise CliError(say("school.unknown", code=args.school))
+        else:
+            try:
+                school = await set_public_page(session, args.school, args.state == "on")
+            except NoSuchSchool:
+                raise CliError(say("school.unknown", code=args.school)) from None
+            await audit(session, None, f"public_page_{args.state}", f"school:{school.code}",
+                        clock_now(), via="cli")
+        url = public_page_url(settings.console_base, school.code)
+        if args.json:
+            print(json.dumps({"school": school.code, "public_page": school.public_reports,
+                              "url": url}, ensure_ascii=False))
+        else:
+            print(say("school.public.on" if school.public_reports else "school.public.off",
+                      school=school.name, url=url))
+        return 0
+
+    return await with_session(settings, work)
+
+
 def register(sub: Any) -> None:
     """Add directory and school."""
     directory = sub.add_parser("directory", help="areas, schools, officers, liaisons")
@@ -180,3 +212,10 @@ def register(sub: Any) -> None:
     codes = ssub.add_parser("codes", help="list each school's public parent code")
     codes.add_argument("--json", action="store_true")
     codes.set_defaults(func=cmd_school_codes)
+    public = ssub.add_parser("public", help="open or close a school's public report page "
+                             "(/chat/s/SCHOOL: anyone may report, anonymously)")
+    public.add_argument("school", metavar="SCHOOL")
+    public.add_argument("state", nargs="?", choices=("on", "off"),
+                        help="on or off (without it: say whether it is open)")
+    public.add_argument("--json", action="store_true")
+    public.set_defaults(func=cmd_school_public)

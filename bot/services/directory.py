@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -20,6 +21,7 @@ from bot.core.i18n import Translator
 from bot.services.codes import PARENT_CODE_LENGTH, unused_codes
 from storage.models import Area, Duty, Person, Role, RoleAssignment, School
 
+_LOGGER = logging.getLogger(__name__)
 KINDS = ("areas", "schools", "officers", "liaisons")
 COLUMNS = {
     "areas": ("code", "name", "parent_code", "level"),
@@ -729,3 +731,24 @@ async def scope_problems(session: AsyncSession, rows: list[Row],
         if code and not inside:
             problems.append(ImportProblem.at(row, "out_of_scope", code=code))
     return problems
+
+
+class NoSuchSchool(LookupError):
+    """No school has this code."""
+
+
+def public_page_url(base: str, school_code: str) -> str:
+    """Where a school's public report page is (the web chat's)."""
+    return f"{base}/chat/s/{school_code}"
+
+
+async def set_public_page(session: AsyncSession, school_code: str, on: bool) -> School:
+    """Open or close a school's public report page (anyone may report for the school there,
+    anonymously); raises NoSuchSchool."""
+    school = (await session.execute(
+        select(School).where(School.code == school_code))).scalar_one_or_none()
+    if school is None:
+        raise NoSuchSchool(school_code)
+    school.public_reports = on
+    _LOGGER.info("School %s: public report page %s", school.code, "on" if on else "off")
+    return school

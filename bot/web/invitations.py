@@ -11,6 +11,7 @@ from sqlalchemy import select
 from bot.core.i18n import Translator
 from bot.services import console
 from bot.services.codes import deep_link, telegram_username
+from bot.services.directory import public_page_url, set_public_page
 from bot.services.invitations import personal_invitations
 from bot.web.base import HEADERS, Page, page_of, see_other
 from bot.web.cards import Card, qr_png, qr_uri
@@ -133,6 +134,45 @@ async def poster_pdf(request: web.Request) -> web.Response:
 
     body = pdf.poster(page.t, school.name, school.parent_code, qr_png(link or school.parent_code))
     return _pdf(body, f"poster-{school.code}.pdf")
+
+
+@routes.post("/schools/{code}/public")
+async def public_page(request: web.Request) -> web.Response:
+    """Open or close a school's public report page (the admin's own areas only)."""
+    page = page_of(request)
+    school, _link = await _school(page, request.match_info["code"])
+    on = (await request.post()).get("on") == "1"
+    await set_public_page(page.db, school.code, on)
+    await console.audit(page.db, page.person.id, "public_page_on" if on else "public_page_off",
+                        f"school:{school.code}", page.now)
+    return see_other("/console/invitations")
+
+
+async def _public_school(page: Page, code: str) -> tuple[School, str]:
+    school, _link = await _school(page, code)
+    if not school.public_reports:
+        raise web.HTTPNotFound(text="the public report page of this school is closed")
+    return school, public_page_url(page.deps.settings.console_base, school.code)
+
+
+@routes.get("/schools/{code}/report-poster")
+async def report_poster(request: web.Request) -> web.Response:
+    """A poster for anyone at the school: the QR of its public report page."""
+    page = page_of(request)
+    school, url = await _public_school(page, request.match_info["code"])
+    return page.render("report_poster.html", nav="invitations", school=school, url=url,
+                       qr=qr_uri(url))
+
+
+@routes.get("/schools/{code}/report-poster.pdf")
+async def report_poster_pdf(request: web.Request) -> web.Response:
+    """The report poster as a PDF."""
+    page = page_of(request)
+    school, url = await _public_school(page, request.match_info["code"])
+    from bot.web import pdf
+
+    body = pdf.report_poster(page.t, school.name, url, qr_png(url))
+    return _pdf(body, f"bao-tin-{school.code}.pdf")
 
 
 def _pdf(body: bytes, name: str) -> web.Response:

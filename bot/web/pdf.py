@@ -83,3 +83,26 @@ def poster(t: Translator, school: str, code: str, qr_png: bytes) -> bytes:
     doc.set_font("DejaVu", "B", 14)
     doc.multi_cell(180, 8, t("console.poster.hotlines"), align="C")
     return bytes(doc.output())
+
+
+def report_poster(t: Translator, school: str, url: str, qr_png: bytes) -> bytes:
+    """One A4 page: the QR of a school's public report page, its address and the hotlines."""
+    doc = _document()
+    doc.add_page()
+    doc.set_font("DejaVu", "B", 24)
+    doc.set_xy(15, 20)
+    doc.multi_cell(180, 11, t("console.report_poster.title"), align="C")
+    doc.set_font("DejaVu", "", 16)
+    doc.set_x(15)
+    doc.multi_cell(180, 9, school, align="C")
+    doc.image(io.BytesIO(qr_png), x=60, y=75, w=90)
+    doc.set_xy(15, 172)
+    doc.set_font("DejaVu", "", 13)
+    doc.multi_cell(180, 7, t("console.report_poster.scan"), align="C")
+    doc.set_x(15)
+    doc.set_font("DejaVu", "B", 13)
+    doc.multi_cell(180, 8, url, align="C")
+    doc.set_xy(15, 240)
+    doc.set_font("DejaVu", "B", 14)
+    doc.multi_cell(180, 8, t("console.poster.hotlines"), align="C")
+    return bytes(doc.output())
