@@ -6,7 +6,11 @@ question, while a forged code gets nothing. Screenshots land in build/screenshot
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
+import signal
+import sys
 
 from sqlalchemy import select, update
 
@@ -170,3 +174,46 @@ async def test_a_public_reporter_answers_from_the_follow_up_page(
     [answer] = await officer.since(seen)
     assert "Lớp 6B ạ" in answer and VI("case.reporter.anonymous") in answer
     await context.close()
+
+
+async def test_the_demo_starts_and_its_personas_work(tmp_path, chromium):  # noqa: F811
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAFESCHOOL_")}
+    env["SAFESCHOOL_TELEGRAM_TOKEN"] = "123:must-not-be-used"  # the demo ignores it
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "demo", "--port", "0", "--no-browser",
+        "--dir", str(tmp_path / "demo"), env=env, cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    assert process.stdout is not None
+    try:
+        first = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+        url = re.search(r"(http://\S+/chat/demo)", first).group(1)
+        context = await chromium.new_context(locale="vi-VN",
+                                             viewport={"width": 1400, "height": 1000})
+        page = await context.new_page()
+        await page.goto(url)
+        frames = {slug: page.frame_locator(f'[data-persona="{slug}"] iframe')
+                  for slug in ("teacher", "officer", "backup", "chief", "parent", "admin")}
+        for slug, frame in frames.items():  # each persona is someone: their own menu
+            await page.locator(f'[data-persona="{slug}"]').scroll_into_view_if_needed()
+            await frame.get_by_role("button", name=WEB("web_chat.menu")).click()
+            await frame.locator("li.bot .choices button").first.wait_for(timeout=15_000)
+        await page.locator('[data-persona="teacher"]').scroll_into_view_if_needed()
+        await frames["teacher"].locator("#log").get_by_role(
+            "button", name=VI("menu.report"), exact=True).last.click()
+        await frames["teacher"].locator("#log").get_by_role(
+            "button", name=VI("report.danger.yes"), exact=True).last.click()
+        await frames["teacher"].locator("li.bot p", has_text="Đã báo khẩn").wait_for()
+        text = await frames["teacher"].locator("li.bot p", has_text="Đã báo khẩn").inner_text()
+        ref = re.search(r"Mã vụ việc: (\S+)\.", text).group(1)
+        for slug in ("officer", "backup"):
+            await page.locator(f'[data-persona="{slug}"]').scroll_into_view_if_needed()
+            await frames[slug].locator("li.bot p", has_text=ref).first.wait_for(timeout=15_000)
+        # Nobody takes it up: with the fast clock, the chief hears of it in seconds.
+        await page.locator("#fast").scroll_into_view_if_needed()
+        await page.locator("#fast").check()
+        await frames["chief"].locator("li.bot p", has_text=ref).first.wait_for(timeout=60_000)
+        await page.screenshot(path=SHOTS / "demo.png", full_page=True)
+        await context.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0

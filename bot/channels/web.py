@@ -27,6 +27,7 @@ import uuid
 from collections import defaultdict, deque
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,17 @@ def _message_json(row_id: int, payload: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@dataclass
+class Demo:
+    """The sandbox's personas (`safeschool demo`): each a web-chat account reached by a
+    path of its own instead of a cookie, so one page can show them side by side."""
+
+    personas: dict[str, str]  # slug → browser token
+    labels: dict[str, str]  # slug → who they are, in the trainer's words
+    fast: Callable[[bool], None]  # the fast clock's switch
+    is_fast: Callable[[], bool]
+
+
 class WebChannel:
     """The web chat: the channel the worker sends through and the pages people use."""
 
@@ -151,6 +163,7 @@ class WebChannel:
             autoescape=jinja2.select_autoescape(default=True), trim_blocks=True,
             lstrip_blocks=True)
         self._receiving = True
+        self.demo: Demo | None = None  # set by `safeschool demo` before the app starts
 
     # ---- the Channel protocol ---------------------------------------------------------------
 
@@ -201,6 +214,12 @@ class WebChannel:
         return hmac.new(self._csrf_key, token.encode(), hashlib.sha256).hexdigest()[:32]
 
     def _token(self, request: web.Request, kind: str) -> str | None:
+        persona = request.match_info.get("persona")
+        if persona is not None:
+            token = self.demo.personas.get(persona) if self.demo is not None else None
+            if token is None:
+                raise web.HTTPNotFound()
+            return token
         token = request.cookies.get(COOKIES[kind], "")
         return token if TOKEN.match(token) else None
 
@@ -229,7 +248,17 @@ class WebChannel:
     def routes(self) -> list[web.AbstractRouteDef]:
         """The chat's pages, its API and its files, for the app's server."""
         api = "/chat/api/{kind:chat|public}"
-        return [
+        demo = [] if self.demo is None else [
+            web.get("/chat/demo", self.demo_page),
+            web.post("/chat/demo/clock", self.demo_clock),
+            web.get("/chat/demo/{persona}/", self.persona_page),
+            web.post("/chat/demo/{persona}" + api[5:] + "/send", self.api_send),
+            web.post("/chat/demo/{persona}" + api[5:] + "/upload", self.api_upload),
+            web.get("/chat/demo/{persona}" + api[5:] + "/messages", self.api_messages),
+            web.get("/chat/demo/{persona}" + api[5:] + "/ws", self.api_socket),
+            web.get("/chat/demo/{persona}" + api[5:] + "/file/{id:\\d+}", self.api_file),
+        ]
+        return [*demo,
             web.get("/chat", _to_chat),
             web.get("/chat/", self.chat_page),
             web.get("/chat/s/{code}", self.public_page),
@@ -260,15 +289,17 @@ class WebChannel:
             raise web.HTTPTooManyRequests(text="too many new visitors from this address")
         if token is None:
             token = secrets.token_urlsafe(32)
+        persona = request.match_info.get("persona")
+        prefix = f"/chat/demo/{persona}" if persona else "/chat"
         language = self._language(request)
         t = Translator(language, NAME)
         html = self._templates.get_template("chat.html").render(
             t=t, kind=kind, csrf=self.csrf_for(token), language=language,
-            max_bytes=ATTACHMENT_MAX_BYTES,
+            max_bytes=ATTACHMENT_MAX_BYTES, api=f"{prefix}/api/{kind}",
             other_language="en" if language == "vi" else "vi", **context)
         response = web.Response(text=html, content_type="text/html", status=status,
                                 headers=HEADERS)
-        if new:
+        if new and persona is None:
             self._set_cookie(response, kind, token)
         return response
 
@@ -299,6 +330,33 @@ class WebChannel:
         return self._page(request, "public", start=None, followup=True,
                           title_key="web_chat.followup.title",
                           intro_key="web_chat.followup.intro")
+
+    async def persona_page(self, request: web.Request) -> web.Response:
+        """One demo persona's chat (inside the demo page's frame)."""
+        self._token(request, "chat")  # 404 for a persona that is not there
+        assert self.demo is not None
+        return self._page(request, "chat", start=None, title_key="web_chat.title",
+                          intro_key="demo.persona_intro",
+                          who=self.demo.labels[request.match_info["persona"]])
+
+    async def demo_page(self, request: web.Request) -> web.Response:
+        """The trainer's page: every persona side by side, and the fast clock's switch."""
+        assert self.demo is not None
+        language = self._language(request)
+        html = self._templates.get_template("demo.html").render(
+            t=Translator(language, NAME), language=language, personas=self.demo.labels,
+            csrf=self.csrf_for("demo"), fast=self.demo.is_fast())
+        return web.Response(text=html, content_type="text/html", headers=HEADERS)
+
+    async def demo_clock(self, request: web.Request) -> web.Response:
+        """Switch the demo's fast clock (minutes become seconds) on or off."""
+        assert self.demo is not None
+        if not hmac.compare_digest(request.headers.get(CSRF_HEADER, ""),
+                                   self.csrf_for("demo")):
+            raise web.HTTPForbidden(text="bad CSRF token")
+        body = await request.json()
+        self.demo.fast(bool(body.get("fast")))
+        return web.json_response({"fast": self.demo.is_fast()}, headers=HEADERS)
 
     # ---- what the browser sends -------------------------------------------------------------
 

@@ -17,6 +17,7 @@ import bot.channels.telegram
 import bot.channels.zalo  # noqa: F401
 from bot.cli import (
     campaign,
+    demo,
     directory,
     escalation,
     invite,
@@ -45,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lang", choices=LANGUAGES, help="language of messages (default: "
                         "SAFESCHOOL_DEFAULT_LANGUAGE, else vi); also after the command")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (run, directory, invite, escalation, campaign, stats, keys, retention,
+    for group in (run, demo, directory, invite, escalation, campaign, stats, keys, retention,
                   person):
         group.register(sub)
     return parser

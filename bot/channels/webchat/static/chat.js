@@ -8,7 +8,7 @@
   const kind = body.dataset.kind;
   const csrf = body.dataset.csrf;
   const S = JSON.parse(document.getElementById("strings").textContent);
-  const api = `/chat/api/${kind}`;
+  const api = body.dataset.api || `/chat/api/${kind}`;
   const log = document.getElementById("log");
   const status = document.getElementById("status");
   const text = document.getElementById("text");
