@@ -22,9 +22,16 @@ from bot.cli.keys import KEY_SETTINGS
 from bot.core.i18n import Translator
 from bot.core.messages import Media, Outbound
 from storage import crypto
-from storage.models import AuditEvent, InboxItem, Incident, IncidentAttachment, School
+from storage.models import (
+    AuditEvent,
+    InboxItem,
+    Incident,
+    IncidentAttachment,
+    School,
+    WebMessage,
+)
 from tests.auxil.console import browser, csrf_of, link_admin, sign_in
-from tests.auxil.helpers import count
+from tests.auxil.helpers import count, eventually, parent_code
 from tests.auxil.people import OFFICER_HX, Chat, add_province_admin, link_everyone
 from tests.auxil.web import Visitor
 from tests.conftest import make_settings
@@ -257,3 +264,22 @@ async def test_an_admin_opens_the_public_page_and_prints_its_poster(
         actions = (await session.execute(select(AuditEvent.action).where(
             AuditEvent.subject == "school:THCS-HX"))).scalars().all()
     assert actions == ["public_page_on"]
+
+
+async def test_a_parent_joins_from_the_web_and_forget_removes_what_the_page_showed(
+        app, directory, sessions):
+    code = await parent_code(sessions, "THCS-HX")
+    visitor = Visitor(f"http://127.0.0.1:{app.http_port}")
+    try:
+        await visitor.open()
+        [joined] = await visitor.say(f"/start {code}")
+        assert joined.startswith(VI("parent.done", school="Trường THCS Hồi Xuân")[:30])
+        await visitor.say("/forget")
+        assert (await visitor.post({"choice": visitor.button(VI("forget.yes"))})).status == 200
+
+        async def farewell_alone() -> bool:  # the rest of the transcript is gone
+            return [m["text"] for m in await visitor.messages()] == [VI("forget.done")]
+        await eventually(farewell_alone)
+        assert await count(sessions, WebMessage) == 1
+    finally:
+        await visitor.close()

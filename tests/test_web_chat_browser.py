@@ -116,7 +116,7 @@ async def test_the_web_chat_in_a_browser(app, directory, sessions, clock, fake_t
 
     # The backup officer takes it up from the alert's button.
     await _tap(officer, VI("case.action.ack"))
-    await _bot_says(teacher, ref)  # the teacher is told someone took it up
+    await _bot_says(teacher, VI("reporter.acknowledged", ref=ref))  # told it was taken up
     async with sessions() as session:
         assert (await session.get(Incident, incident.id)).acknowledged_at is not None
     await officer_ctx.close()

@@ -40,6 +40,7 @@ from storage.models import (
     OutboxStatus,
     Person,
     RoleAssignment,
+    WebMessage,
 )
 
 
@@ -163,6 +164,10 @@ async def erase(session: AsyncSession, person: Person, cases: CaseService, actor
             payload=PURGED, purged_at=now, chat_id="erased"))).rowcount or 0)
         await session.execute(update(Conversation).where(Conversation.account_id.in_(ids))
                               .values(flow=None, step=None, data={}, choices=[]))
+        browsers = [a.external_id for a in accounts if a.channel == "web"]
+        if browsers:  # what the web chat showed them
+            done.messages += int((await session.execute(delete(WebMessage).where(
+                WebMessage.visitor.in_(browsers)))).rowcount or 0)
     if farewell is not None:
         account, message, key = farewell
         await enqueue(session, account, message, key=key, now=now)
