@@ -65,9 +65,13 @@ async def report_in_public(visitor: Visitor) -> tuple[str, str]:
     await visitor.wait(before + 2)  # "1 file kept" and the description asked again
     await visitor.say("Một học sinh lớp 7 bị đánh ở cổng trường")
     await visitor.tap(VI("report.when.now"))
-    await visitor.tap(VI("report.skip"))
+    before = len(visitor.seen)
+    shared = await visitor.post({"location": [20.3737, 105.1186]})  # the browser's location
+    assert shared.status == 200
+    await visitor.wait(before + 1)
     [summary] = await visitor.tap(VI("report.unknown"))
     assert VI("report.summary.attachments", value=1) in summary
+    assert VI("report.summary.where", value=VI("report.where.location")) in summary
     assert VI("report.summary.anonymous", value=VI("report.anonymous.yes")) in summary
     received, code_text = await visitor.tap(VI("report.send"), replies=2)
     ref = re.search(r"Mã vụ việc: (\S+)\.", received).group(1)
@@ -99,6 +103,7 @@ async def test_a_public_report_reaches_the_officer_and_its_reporter_comes_back_b
             incident = (await session.execute(
                 select(Incident).where(Incident.ref == ref))).scalar_one()
             assert incident.anonymous and incident.reporter_person_id is None
+            assert (incident.latitude, incident.longitude) == (20.3737, 105.1186)
             assert incident.followup_hash is not None and code not in incident.followup_hash
             [photo] = (await session.execute(select(IncidentAttachment).where(
                 IncidentAttachment.incident_id == incident.id))).scalars().all()
@@ -281,5 +286,36 @@ async def test_a_parent_joins_from_the_web_and_forget_removes_what_the_page_show
             return [m["text"] for m in await visitor.messages()] == [VI("forget.done")]
         await eventually(farewell_alone)
         assert await count(sessions, WebMessage) == 1
+    finally:
+        await visitor.close()
+
+
+async def test_messages_arrive_live_over_a_websocket_and_by_long_polling(app, directory):
+    visitor = Visitor(f"http://127.0.0.1:{app.http_port}")
+    try:
+        await visitor.open()
+        await visitor.say("/start")  # one message already there: replayed first
+        async with visitor.http.ws_connect(f"{visitor.api}/ws?after=0",
+                                           headers={"Origin": visitor.base}) as socket:
+            first = await socket.receive_json(timeout=10)
+            assert first["text"] == visitor.seen[0]["text"]
+            assert (await visitor.post({"text": "/help"})).status == 200
+            live = await socket.receive_json(timeout=10)  # pushed as it is sent
+            assert live["id"] > first["id"] and live["text"] == VI_WEB("help.stranger") + \
+                "\n\n" + VI_WEB("help.hotlines")
+        # Where WebSockets are blocked: a long poll waits for the next message.
+        waiting = asyncio.ensure_future(visitor.http.get(
+            f"{visitor.api}/messages", params={"after": str(live["id"]), "wait": "1"}))
+        assert (await visitor.post({"text": "/start"})).status == 200
+        polled = await (await asyncio.wait_for(waiting, 10)).json()
+        assert [m["text"] for m in polled["messages"]] == [first["text"]]
+        # Another site's page may not open this visitor's socket with its cookie.
+        refused = await visitor.http.get(f"{visitor.api}/ws",
+                                         headers={"Origin": "https://evil.example",
+                                                  "Connection": "Upgrade",
+                                                  "Upgrade": "websocket",
+                                                  "Sec-WebSocket-Version": "13",
+                                                  "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+        assert refused.status == 403
     finally:
         await visitor.close()

@@ -33,5 +33,5 @@ async def test_health_check_reports_the_database(webhook_app: App) -> None:
             f"http://127.0.0.1:{webhook_app.http_port}/healthz") as resp:
         assert resp.status == 200
         assert (await resp.json()) == {"status": "ok", "database": "ok",
-                                       "channels": ["telegram"], "waiting": [],
-                                       "restarts": {"telegram": 0}}
+                                       "channels": ["telegram", "web"], "waiting": [],
+                                       "restarts": {"telegram": 0, "web": 0}}

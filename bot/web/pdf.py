@@ -61,48 +61,37 @@ def cards(t: Translator, items: Sequence[Card], qr: Callable[[str], bytes]) -> b
 
 
 def poster(t: Translator, school: str, code: str, qr_png: bytes) -> bytes:
-    """One A4 page for a school's notice board."""
-    doc = _document()
-    doc.add_page()
-    doc.set_font("DejaVu", "B", 24)
-    doc.set_xy(15, 20)
-    doc.multi_cell(180, 11, t("console.poster.title"), align="C")
-    doc.set_font("DejaVu", "", 16)
-    doc.set_x(15)
-    doc.multi_cell(180, 9, school, align="C")
-    doc.image(io.BytesIO(qr_png), x=60, y=75, w=90)
-    doc.set_xy(15, 172)
-    doc.set_font("DejaVu", "", 13)
-    doc.multi_cell(180, 7, t("console.poster.telegram"), align="C")
-    doc.set_x(15)
-    doc.multi_cell(180, 7, t("console.poster.zalo"), align="C")
-    doc.set_x(15)
-    doc.set_font("DejaVu", "B", 26)
-    doc.cell(180, 16, code, align="C")
-    doc.set_xy(15, 240)
-    doc.set_font("DejaVu", "B", 14)
-    doc.multi_cell(180, 8, t("console.poster.hotlines"), align="C")
-    return bytes(doc.output())
+    """One A4 page for a school's notice board: how parents join."""
+    return _poster(t("console.poster.title"), school, qr_png, [
+        (t("console.poster.telegram"), 13, ""), (t("console.poster.zalo"), 13, ""),
+        (code, 26, "B")], t("console.poster.hotlines"))
 
 
 def report_poster(t: Translator, school: str, url: str, qr_png: bytes) -> bytes:
     """One A4 page: the QR of a school's public report page, its address and the hotlines."""
+    return _poster(t("console.report_poster.title"), school, qr_png, [
+        (t("console.report_poster.scan"), 13, ""), (url, 13, "B")],
+        t("console.poster.hotlines"))
+
+
+def _poster(title: str, school: str, qr_png: bytes, lines: list[tuple[str, int, str]],
+            footer: str) -> bytes:
+    """A poster: title, school, a big QR code, lines (text, size, style), the hotlines."""
     doc = _document()
     doc.add_page()
     doc.set_font("DejaVu", "B", 24)
     doc.set_xy(15, 20)
-    doc.multi_cell(180, 11, t("console.report_poster.title"), align="C")
+    doc.multi_cell(180, 11, title, align="C")
     doc.set_font("DejaVu", "", 16)
     doc.set_x(15)
     doc.multi_cell(180, 9, school, align="C")
     doc.image(io.BytesIO(qr_png), x=60, y=75, w=90)
     doc.set_xy(15, 172)
-    doc.set_font("DejaVu", "", 13)
-    doc.multi_cell(180, 7, t("console.report_poster.scan"), align="C")
-    doc.set_x(15)
-    doc.set_font("DejaVu", "B", 13)
-    doc.multi_cell(180, 8, url, align="C")
+    for text, size, style in lines:
+        doc.set_font("DejaVu", style, size)
+        doc.set_x(15)
+        doc.multi_cell(180, size * 0.6, text, align="C")
     doc.set_xy(15, 240)
     doc.set_font("DejaVu", "B", 14)
-    doc.multi_cell(180, 8, t("console.poster.hotlines"), align="C")
+    doc.multi_cell(180, 8, footer, align="C")
     return bytes(doc.output())
