@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import SecretStr
 
 from bot.channels.telegram import TelegramChannel
@@ -22,11 +24,13 @@ from bot.core.dispatch import Dispatcher
 from bot.core.i18n import Translator
 from bot.core.inbox import Inbox
 from bot.core.messages import Inbound
+from bot.core.metrics import Metrics, lane
 from bot.core.settings import Settings
 from bot.core.worker import DeliveryWorker
-from bot.services import retention
+from bot.services import health, retention
 from bot.services.cases import alert_unreachable
 from bot.services.codes import USERNAME_KEY
+from bot.services.health import Snapshot
 from bot.services.stat_reports import ReportBuilder, queue_closed_periods
 from bot.services.timing import QuietHours
 from bot.web import console_app
@@ -42,6 +46,7 @@ from storage.models import KeyValue
 _LOGGER = logging.getLogger(__name__)
 START_RETRY_FIRST = 1.0  # seconds before a channel that could not start is tried again
 START_RETRY_MAX = 60.0
+LOOPBACK = ("127.0.0.1", "::1")  # who may read /readyz and /metrics without a token
 JOB_GRACE = 30.0  # seconds stop() gives a running scheduler job to finish
 T = TypeVar("T")
 
@@ -100,15 +105,17 @@ class App:
         self.sessions = db.sessionmaker(self.engine)
         self.channels: dict[str, Channel] = {}
         self.quiet = QuietHours.parse(settings.quiet_hours, settings.tz)
+        self.metrics = Metrics()
+        self.metrics.leader.set(1)  # every instance runs the clocks until leaders are elected
         self.worker = DeliveryWorker(
             self.sessions, self.channels, self.clock,
             concurrency=settings.outbox_concurrency, max_attempts=settings.outbox_max_attempts,
             give_up_after=timedelta(hours=settings.outbox_give_up_hours),
             lease_seconds=settings.outbox_lease_seconds, on_unreachable=alert_unreachable,
-            quiet=self.quiet.is_quiet)
+            quiet=self.quiet.is_quiet, metrics=self.metrics)
         self.dispatcher = Dispatcher(self.sessions, build_router(), settings, self.clock,
                                      on_commit=self.worker.wake)
-        self.inbox = Inbox(self.sessions, self.dispatcher, self.clock)
+        self.inbox = Inbox(self.sessions, self.dispatcher, self.clock, metrics=self.metrics)
         if settings.telegram_token is not None:
             self.channels["telegram"] = TelegramChannel(settings, self.inbox.accept)
         if settings.zalo_token is not None:
@@ -220,6 +227,8 @@ class App:
         """Build the aiohttp app: health check and the channels' webhooks."""
         app = web.Application(client_max_size=1024**2)
         app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/readyz", self._readyz)
+        app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/reports/{token}/{name}", self._report_file)
         app.add_subapp("/console", console_app(Deps(
             self.sessions, db.sessionmaker(self.readers), self.settings, self.clock,
@@ -253,6 +262,70 @@ class App:
                                   "restarts": {name: getattr(channel, "restarts", 0)
                                                for name, channel in sorted(self.channels.items())}
                                   })
+
+    def _may_watch(self, request: web.Request) -> bool:
+        """/readyz and /metrics: the bearer token when one is set, else this machine only."""
+        token = _secret(self.settings.metrics_token)
+        if token:
+            given = request.headers.get("Authorization", "")
+            return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+        return request.remote in LOOPBACK
+
+    async def _observe(self) -> tuple[Snapshot | None, dict[str, dict[str, object]]]:
+        """The queue and the channels now (None for the snapshot: the database is away)."""
+        now = self.clock.now()
+        try:
+            async with self.sessions() as session:
+                found: Snapshot | None = await health.snapshot(session, now)
+        except Exception as exc:
+            if not db.is_transient(exc):
+                raise
+            found = None
+        channels: dict[str, dict[str, object]] = {}
+        for name in sorted(self.channels):
+            state, why, until = ("starting", None, None) if name in self.waiting \
+                else self.worker.state(name, now)
+            channels[name] = {"state": state, **({"reason": why} if why else {}),
+                              **({"until": until.isoformat()} if until else {})}
+        return found, channels
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        """Ready to take an alert and deliver it: the database answers and no alert has
+        waited longer than SAFESCHOOL_READY_ALERT_SECONDS (else 503, with the reason)."""
+        if not self._may_watch(request):
+            return web.json_response({"status": "forbidden"}, status=401)
+        found, channels = await self._observe()
+        if found is None:
+            return web.json_response({"status": "not_ready", "database": "unavailable",
+                                      "channels": channels}, status=503)
+        depth: dict[str, int] = {}
+        for (_channel, priority), count in found.depth.items():
+            depth[lane(priority)] = depth.get(lane(priority), 0) + count
+        late = found.oldest_alert_seconds > self.settings.ready_alert_seconds
+        return web.json_response({
+            "status": "not_ready" if late else "ready", "database": "ok",
+            "channels": channels, "outbox": depth,
+            "oldest_alert_seconds": round(found.oldest_alert_seconds, 1)},
+            status=503 if late else 200)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        """The Prometheus scrape."""
+        if not self._may_watch(request):
+            return web.Response(status=401, text="forbidden")
+        found, channels = await self._observe()
+        m = self.metrics
+        for name, state in channels.items():
+            m.channel_up.labels(name).set(1 if state["state"] == "up" else 0)
+        if found is not None:
+            m.outbox_depth.clear()
+            for (channel, priority), count in found.depth.items():
+                m.outbox_depth.labels(channel, lane(priority)).set(count)
+            m.oldest_alert.set(found.oldest_alert_seconds)
+            m.unacknowledged.clear()
+            for step, count in found.unacknowledged.items():
+                m.unacknowledged.labels(str(step)).set(count)
+            m.past_target.set(found.past_target)
+        return web.Response(body=m.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def start(self) -> None:
         """Migrate, then start the server, the channels, the worker and the scheduler."""

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from bot.core.clock import Clock
 from bot.core.dispatch import Deferred, Dispatcher, sanitise
 from bot.core.messages import Inbound, inbound_from_payload, inbound_to_payload
+from bot.core.metrics import Metrics
 from storage import db
 from storage.models import InboxItem
 
@@ -34,8 +35,9 @@ class Inbox:
     """Stores inbound updates first, then hands them to the dispatcher, in order per chat."""
 
     def __init__(self, sessions: async_sessionmaker, dispatcher: Dispatcher, clock: Clock, *,
-                 sweep_seconds: float = 1.0) -> None:
+                 sweep_seconds: float = 1.0, metrics: Metrics | None = None) -> None:
         self.sessions = sessions
+        self.metrics = metrics
         self.dispatcher = dispatcher
         self.clock = clock
         self.sweep_seconds = sweep_seconds
@@ -75,6 +77,9 @@ class Inbox:
             return new
 
         new = await db.retry_transient(store, attempts=3, what="Storing inbound updates")
+        if self.metrics is not None:
+            for inbound in new:
+                self.metrics.inbound.labels(inbound.channel).inc()
         # Every stored update of the batch is handed on, not just the newly inserted ones: a
         # commit that failed on the way back (the database restarting) may have stored them
         # after all, and a redelivery of an update stored before a crash must be handled too.

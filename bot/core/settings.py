@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     console_link_minutes: float = 10.0
     console_idle_minutes: float = 30.0
     console_max_hours: float = 12.0
+    # /metrics and /readyz: with a token, only requests that carry it (Authorization: Bearer);
+    # without one, only this machine (a proxy on it, or Prometheus beside it).
+    metrics_token: SecretStr | None = None
+    # /readyz answers 503 when an alert has waited this long unsent.
+    ready_alert_seconds: float = 60.0
     # The web chat (/chat): on unless turned off; with no messenger token it runs alone.
     web_chat: bool = True
     # A school's public report page (/chat/s/<code>) takes at most this many messages a
@@ -151,7 +156,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("telegram_token", "telegram_webhook_secret", "zalo_token",
-                     "zalo_webhook_secret", mode="before")
+                     "zalo_webhook_secret", "metrics_token", mode="before")
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,6 +28,7 @@ from bot.core.channel import (
 from bot.core.clock import Clock
 from bot.core.logs import describe
 from bot.core.messages import Outbound
+from bot.core.metrics import Metrics, lane
 from storage import db
 from storage.models import Account, Outbox, OutboxStatus, Priority
 
@@ -109,8 +111,10 @@ class DeliveryWorker:
         poll_seconds: float = 2.0,
         on_unreachable: Callable[[AsyncSession, str, datetime], Awaitable[None]] | None = None,
         quiet: Callable[[datetime], bool] = lambda _now: False,
+        metrics: Metrics | None = None,
     ) -> None:
         self.sessions = sessions
+        self.metrics = metrics
         self.channels = channels
         self.clock = clock
         self.concurrency = max(1, concurrency)
@@ -130,6 +134,7 @@ class DeliveryWorker:
         self._idle_round = -1  # the last loop that ended with nothing it could send
         self._idle = asyncio.Condition()
         self._paused: dict[str, datetime] = {}
+        self._pause_reason: dict[str, str] = {}  # why: rate_limited, unreachable, rejected
         self._held: set[str] = set()  # channels not started yet: their rows wait, untouched
         self._failures: dict[str, int] = {}  # consecutive failed rounds (probes) per channel
         self._probe_due: set[str] = set()  # paused for trouble: probe before sending again
@@ -276,6 +281,16 @@ class DeliveryWorker:
         """The channels that cannot send now (for the console's dashboard)."""
         return sorted(set(self._active_paused(now)))
 
+    def state(self, name: str, now: datetime) -> tuple[str, str | None, datetime | None]:
+        """A channel's state for /readyz: (up | paused | starting, why, until when)."""
+        if name in self._held:
+            return "starting", None, None
+        if name in self._active_paused(now):
+            until = self._paused.get(name)
+            return "paused", self._pause_reason.get(name), until if until and until > now \
+                else None
+        return "up", None, None
+
     def _active_paused(self, now: datetime) -> list[str]:
         """Channels that may not send now: held, paused, or waiting for a probe to succeed."""
         return [*self._held, *(name for name, until in self._paused.items()
@@ -319,6 +334,7 @@ class DeliveryWorker:
         self._failures[name] = failures
         pause = min(FIRST_PROBE * 2 ** (failures - 1), MAX_PROBE_INTERVAL)
         self._paused[name] = self.clock.now() + timedelta(seconds=pause * random.uniform(0.9, 1.1))
+        self._pause_reason[name] = "unreachable"
         self._probe_due.add(name)
 
     async def _renew_leases(self) -> None:
@@ -440,16 +456,23 @@ class DeliveryWorker:
 
     async def _deliver(self, row: Claimed) -> None:
         channel = self.channels[row.channel]
+        started = time.monotonic()
         try:
             async with channel.pace(row.chat_id, row.priority):
+                started = time.monotonic()  # the pace's wait is not the messenger's time
                 message_id = await channel.send(row.chat_id, Outbound.from_payload(row.payload))
         except RateLimited as exc:
+            if self.metrics is not None:
+                self.metrics.rate_limited.labels(row.channel).inc()
+            self._pause_reason[row.channel] = "rate_limited"
             self._paused[row.channel] = self.clock.now() + timedelta(seconds=exc.retry_after)
             await self._retry(row, exc.retry_after, str(exc), counts=False)
         except TransientError as exc:
             # The messenger is in trouble, not this message: pause the whole channel and
             # probe it, so when it recovers the queue drains in priority order. Sends that
             # were in flight together fail together: that is one failed round, not many.
+            if self.metrics is not None:
+                self.metrics.transient.labels(row.channel).inc()
             first = row.channel not in self._active_paused(self.clock.now())
             if first:
                 self._trouble(row.channel)
@@ -460,6 +483,7 @@ class DeliveryWorker:
             await self._dead(row, str(exc))
         except FatalChannelError as exc:
             _LOGGER.critical("Channel %s cannot send: %s", row.channel, exc)
+            self._pause_reason[row.channel] = "rejected"
             self._paused[row.channel] = self.clock.now() + FATAL_PAUSE
             await self._retry(row, FATAL_PAUSE.total_seconds(), str(exc), counts=False)
         except Exception as exc:
@@ -468,7 +492,17 @@ class DeliveryWorker:
         else:
             _LOGGER.debug("Outbox row %s sent (%s, priority %s)", row.id, row.channel,
                           row.priority)
+            if self.metrics is not None:
+                self._count_sent(row, time.monotonic() - started)
             await self._mark_sent(row, message_id)
+
+    def _count_sent(self, row: Claimed, seconds: float) -> None:
+        assert self.metrics is not None
+        name = lane(row.priority)
+        self.metrics.sent.labels(row.channel, name).inc()
+        self.metrics.send_seconds.labels(row.channel, name).observe(seconds)
+        waited = (self.clock.now() - row.created_at).total_seconds()
+        self.metrics.wait_seconds.labels(row.channel, name).observe(max(0.0, waited))
 
     def _mine(self, row: Claimed) -> Any:
         """Guard an update: the row is still ours (nobody re-claimed it after our lease)."""
