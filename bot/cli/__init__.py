@@ -16,6 +16,7 @@ from importlib import metadata
 import bot.channels.telegram
 import bot.channels.zalo  # noqa: F401
 from bot.cli import (
+    backup,
     campaign,
     demo,
     directory,
@@ -46,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lang", choices=LANGUAGES, help="language of messages (default: "
                         "SAFESCHOOL_DEFAULT_LANGUAGE, else vi); also after the command")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (run, demo, directory, invite, escalation, campaign, stats, keys, retention,
-                  person):
+    for group in (run, demo, backup, directory, invite, escalation, campaign, stats, keys,
+                  retention, person):
         group.register(sub)
     return parser
 
