@@ -40,6 +40,7 @@ from schedules import build_scheduler
 from schedules.campaigns import campaign_tick
 from schedules.escalation import tick as escalation_tick
 from storage import crypto, db
+from storage.leader import Leadership
 from storage.media import forget_old_uploads, keep_remote_media
 from storage.models import KeyValue
 
@@ -106,7 +107,9 @@ class App:
         self.channels: dict[str, Channel] = {}
         self.quiet = QuietHours.parse(settings.quiet_hours, settings.tz)
         self.metrics = Metrics()
-        self.metrics.leader.set(1)  # every instance runs the clocks until leaders are elected
+        self.leadership = Leadership(
+            self.engine, settings.database_url, settings.leader_timeout,
+            on_change=lambda leading: self.metrics.leader.set(1 if leading else 0))
         self.worker = DeliveryWorker(
             self.sessions, self.channels, self.clock,
             concurrency=settings.outbox_concurrency, max_attempts=settings.outbox_max_attempts,
@@ -141,10 +144,13 @@ class App:
         self.waiting: dict[str, asyncio.Task[None]] = {}  # channels still being started
         self.http_port: int | None = None
 
-    def _job(self, work: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
-        """A scheduler job that stop() waits for: a job cut off mid-query by the engine's
+    def _job(self, work: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T | None]]:
+        """A scheduler job that runs on the leader only (several instances share one
+        database), and that stop() waits for: a job cut off mid-query by the engine's
         disposal would leave its task waiting forever."""
-        async def run() -> T:
+        async def run() -> T | None:
+            if not self.leadership.is_leader:
+                return None
             task = asyncio.current_task()
             assert task is not None
             self._jobs.add(task)
@@ -330,7 +336,8 @@ class App:
     async def start(self) -> None:
         """Migrate, then start the server, the channels, the worker and the scheduler."""
         await db.check_connection(self.engine)
-        applied = await db.upgrade(self.engine)
+        await self.leadership.start()  # SQLite: a second process stops here (SecondInstance)
+        applied = await self.leadership.alone(lambda: db.upgrade(self.engine))
         if applied:
             _LOGGER.info("Database migrated (%d revision(s))", len(applied))
         await self.inbox.start()  # first handles what the last run stored but did not handle
@@ -343,10 +350,13 @@ class App:
         self.http_port = sockets[0].getsockname()[1] if sockets else self.settings.http_port
         self.settings.http_port = self.http_port  # port 0 asked for any: links need the real one
         for name, channel in self.channels.items():
+            if hasattr(channel, "may_receive"):  # polling: the leader alone polls
+                channel.may_receive = self.leadership.wait  # type: ignore[attr-defined]
             await self._start_channel(name, channel)
         await self._remember_username()
         await self.worker.start()
-        await self.tick()  # deadlines missed while we were down fire now, once
+        if self.leadership.is_leader:
+            await self.tick()  # deadlines missed while we were down fire now, once
         self.scheduler.start()
         _LOGGER.info("SafeSchool Link is running (HTTP on %s:%s)", self.settings.http_host,
                      self.http_port)
@@ -433,6 +443,7 @@ class App:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.leadership.stop()
         await self.engine.dispose()
         await self.readers.dispose()
 

@@ -71,6 +71,15 @@ async def unless_stopping(work: Awaitable[object],
     return None
 
 
+async def may_poll(leading: Callable[[], Awaitable[None]] | None,
+                   stopping: asyncio.Future[object]) -> bool:
+    """Wait until this instance may poll (it leads, when several share the database);
+    False when the channel stops first."""
+    if leading is None:
+        return True
+    return await unless_stopping(leading(), stopping) is not None
+
+
 async def supervised(name: str, receive: Callable[[], Awaitable[None]], stopping: asyncio.Event,
                      *, on_restart: Callable[[], None] = lambda: None,
                      first: float = 1.0, most: float = 60.0) -> None:

@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import warnings
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,13 @@ from telegram.error import (
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBUserWarning
 
-from bot.channels.base import BadPayload, supervised, unless_stopping, webhook_handler
+from bot.channels.base import (
+    BadPayload,
+    may_poll,
+    supervised,
+    unless_stopping,
+    webhook_handler,
+)
 from bot.channels.pacing import Paced, Pacer
 from bot.core.channel import (
     STRANGER_COMMANDS,
@@ -258,6 +265,8 @@ class TelegramChannel(Paced):
                            margin=settings.pace_margin_seconds)
         self._poller: asyncio.Task[None] | None = None
         self.restarts = 0  # times the intake died unexpectedly and was started again
+        # Several instances on one database: only the leader polls (the app sets this).
+        self.may_receive: Callable[[], Awaitable[None]] | None = None
         self._stopping = asyncio.Event()
         self._background: set[asyncio.Task[Any]] = set()
         self._initialised = False
@@ -356,6 +365,8 @@ class TelegramChannel(Paced):
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
             while not self._stopping.is_set():
+                if not await may_poll(self.may_receive, stopping):
+                    return
                 fetch = await unless_stopping(self._fetch(offset), stopping)
                 if fetch is None:
                     return

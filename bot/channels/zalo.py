@@ -7,12 +7,19 @@ import contextlib
 import hashlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
-from bot.channels.base import BadPayload, supervised, unless_stopping, webhook_handler
+from bot.channels.base import (
+    BadPayload,
+    may_poll,
+    supervised,
+    unless_stopping,
+    webhook_handler,
+)
 from bot.channels.pacing import Paced, Pacer
 from bot.core.channel import (
     Accept,
@@ -171,6 +178,8 @@ class ZaloChannel(Paced):
         self._stopping = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
         self.restarts = 0  # times the intake died unexpectedly and was started again
+        # Several instances on one database: only the leader polls (the app sets this).
+        self.may_receive: Callable[[], Awaitable[None]] | None = None
         self.pacer = Pacer(settings.zalo_rate_per_second, chat_burst=settings.zalo_chat_burst,
                            margin=settings.pace_margin_seconds)
 
@@ -259,6 +268,8 @@ class ZaloChannel(Paced):
         pending: dict[str, Any] | None = None  # fetched, not yet stored
         try:
             while not self._stopping.is_set() or pending is not None:
+                if pending is None and not await may_poll(self.may_receive, stopping):
+                    return
                 if pending is None:
                     fetch = await unless_stopping(self.call(
                         "getUpdates", wait_seconds=timeout + 10, timeout=max(1, int(timeout))),

@@ -17,6 +17,7 @@ from bot.core.channel import FatalChannelError
 from bot.core.logs import setup_logging
 from bot.core.settings import safe_url
 from storage import db
+from storage.leader import SecondInstance
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -55,6 +56,9 @@ async def cmd_run(args: argparse.Namespace) -> int:
     except FatalChannelError as exc:
         await app.stop()
         raise CliError(str(exc)) from exc
+    except SecondInstance as exc:
+        await app.engine.dispose()
+        raise CliError(say("run.second_instance", database=exc)) from exc
     except OSError as exc:
         await app.stop()
         raise CliError(say("run.cannot_start", error=exc)) from exc

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     # /metrics and /readyz: with a token, only requests that carry it (Authorization: Bearer);
     # without one, only this machine (a proxy on it, or Prometheus beside it).
     metrics_token: SecretStr | None = None
+    # Several instances on one PostgreSQL: a new leader (clock jobs, polling) within this long
+    # after the leader dies.
+    leader_timeout: float = 30.0
     # /readyz answers 503 when an alert has waited this long unsent.
     ready_alert_seconds: float = 60.0
     # The web chat (/chat): on unless turned off; with no messenger token it runs alone.
