@@ -173,7 +173,7 @@ async def test_csrf_upload_size_and_the_public_rate_limit(database_url, fake_tel
                                                            directory, sessions, clock,
                                                            tmp_path):
     settings = make_settings(database_url, fake_telegram, media_dir=tmp_path / "media",
-                             web_public_per_minute=3)
+                             web_public_per_minute=3, web_public_new_per_hour=2)
     app = App(settings, clock)
     await app.start()
     base = f"http://127.0.0.1:{app.http_port}"
@@ -207,7 +207,14 @@ async def test_csrf_upload_size_and_the_public_rate_limit(database_url, fake_tel
         await crowd.open("/chat/s/THCS-HX")
         answers = [(await crowd.post({"text": "/help"})).status for _ in range(4)]
         assert answers == [200, 200, 200, 429]
-        await crowd.close()
+        # … and gives so many new browsers an identity an hour (the crowd's was the first
+        # of two); a browser that has one keeps it.
+        newcomers = [Visitor(base, kind="public") for _ in range(2)]
+        statuses = [(await v.open("/chat/s/THCS-HX")).status for v in newcomers]
+        assert statuses == [200, 429]
+        assert (await crowd.open("/chat/s/THCS-HX")).status == 200
+        for v in (crowd, *newcomers):
+            await v.close()
     finally:
         await visitor.close()
         await other.close()

@@ -354,8 +354,11 @@ class WebChannel:
         if not hmac.compare_digest(request.headers.get(CSRF_HEADER, ""),
                                    self.csrf_for("demo")):
             raise web.HTTPForbidden(text="bad CSRF token")
-        body = await request.json()
-        self.demo.fast(bool(body.get("fast")))
+        try:
+            body = await request.json()
+        except ValueError:
+            raise web.HTTPBadRequest(text="not JSON") from None
+        self.demo.fast(isinstance(body, dict) and bool(body.get("fast")))
         return web.json_response({"fast": self.demo.is_fast()}, headers=HEADERS)
 
     # ---- what the browser sends -------------------------------------------------------------

@@ -99,9 +99,10 @@ class Settings(BaseSettings):
     web_chat: bool = True
     # A school's public report page (/chat/s/<code>) takes at most this many messages a
     # minute from one network address, and gives at most this many new browsers an hour an
-    # identity there (each browser is also held to the report limit above).
-    web_public_per_minute: int = 30
-    web_public_new_per_hour: int = 20
+    # identity there (each browser is also held to the report limit above). A school's
+    # computer room reaches us from one address: a report is about ten messages.
+    web_public_per_minute: int = 120
+    web_public_new_per_hour: int = 60
 
     @field_validator("database_url")
     @classmethod
