@@ -39,7 +39,7 @@ from bot.services.directory import Row, import_rows
 from bot.services.statistics import compute
 from bot.services.timing import QuietHours
 from scripts.bench_campaign import reset_schema
-from scripts.bench_stats import insert_batches
+from scripts.bench_stats import analyze, insert_batches
 from storage import crypto, db
 from storage.areas import subtree
 from storage.models import (
@@ -216,13 +216,7 @@ async def main() -> None:
     print("directory import:", results["import"], flush=True)
     liaisons = await add_people(sessions, args.schools, parents, args.reports * 3, now)
     await add_cases(sessions, args.cases, now)
-    if postgres:
-        async with engine.connect() as conn:
-            await conn.exec_driver_sql("COMMIT")
-            await conn.exec_driver_sql("ANALYZE")
-    else:
-        async with engine.begin() as conn:
-            await conn.exec_driver_sql("ANALYZE")
+    await analyze(engine)
 
     routed = [await report(sessions, liaisons[n], now, urgent=n % 2 == 0)
               for n in range(args.reports)]
