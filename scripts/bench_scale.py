@@ -316,7 +316,7 @@ async def main() -> None:
     print("alerts while queueing:", results["alerts"])
     await engine.dispose()
     print(f"SUMMARY {engine.dialect.name}, {parents:,} parents: import {results['import']}; "
-          f"routing {results['routing']}; /cases {results['cases']}; statistics "
+          f"{results['routing']}; /cases {results['cases']}; statistics "
           f"{results['statistics']}; campaign {results['campaign']}; alerts {results['alerts']}")
 
 
