@@ -25,6 +25,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from storage import db
+
 _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 LOCK_KEY = 0x5AFE5C00  # the advisory lock's number: "SAFESCHOOL"
@@ -108,9 +110,19 @@ class Leadership:
             if self._conn is None:
                 conn = await self.engine.connect()
                 conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                # A frozen leader's session ends after `timeout` idle: the lock passes on.
-                await conn.execute(text(f"SET idle_session_timeout = {int(self.timeout * 1000)}"))
                 self._conn = conn
+                # A frozen leader's session ends after `timeout` idle: the lock passes on
+                # (PostgreSQL 14 and later; an older server frees it when the TCP connection
+                # is seen dead).
+                try:
+                    await conn.execute(text(
+                        f"SET idle_session_timeout = {int(self.timeout * 1000)}"))
+                except Exception as exc:
+                    if db.is_transient(exc):
+                        raise
+                    _LOGGER.warning("This PostgreSQL cannot end a frozen leader's session "
+                                    "(%s); failover waits for the connection to drop",
+                                    type(exc).__name__)
             if self.is_leader:
                 await asyncio.wait_for(self._conn.execute(text("SELECT 1")), self.timeout / 3)
             else:
