@@ -262,6 +262,8 @@ def _summary(ctx: Context) -> str:
 
 def _identity_text(ctx: Context) -> str:
     t, data = ctx.t, ctx.conversation.data
+    if _in_public(ctx):
+        return t("report.anonymous.yes")
     if data.get("anonymous") is False or (data.get("anonymous") is None and not _as_parent(ctx)):
         if data.get("contact_phone"):
             return t("report.summary.named_contact", name=data.get("contact_name"),

@@ -326,3 +326,31 @@ async def test_messages_arrive_live_over_a_websocket_and_by_long_polling(app, di
         assert refused.status == 403
     finally:
         await visitor.close()
+
+
+async def test_a_public_browser_of_two_schools_picks_one_and_stays_anonymous(
+        app, directory, sessions):
+    await open_public_page(sessions)
+    await open_public_page(sessions, "TH-PL")
+    visitor = Visitor(f"http://127.0.0.1:{app.http_port}", kind="public")
+    try:
+        for school in ("THCS-HX", "TH-PL"):  # two pages, one browser
+            await visitor.open(f"/chat/s/{school}")
+            await visitor.say(f"/public {school}")
+            await visitor.say("/cancel")
+        assert await visitor.say("/report") == [VI("report.danger")]
+        await visitor.tap(VI("report.danger.no"))
+        [which] = await visitor.tap(VI("category.physical"))
+        assert which == VI("report.school")
+        await visitor.tap("Trường Tiểu học Phú Lệ")
+        await visitor.say("Một em bị bạn bắt nạt trong giờ ra chơi")
+        await visitor.tap(VI("report.when.now"))
+        await visitor.tap(VI("report.skip"))
+        [summary] = await visitor.tap(VI("report.unknown"))
+        assert VI("report.summary.anonymous", value=VI("report.anonymous.yes")) in summary
+        await visitor.tap(VI("report.send"), replies=2)
+        async with sessions() as session:
+            incident = (await session.execute(select(Incident))).scalar_one()
+        assert incident.anonymous and incident.school.code == "TH-PL"
+    finally:
+        await visitor.close()
