@@ -200,6 +200,13 @@ async def test_csrf_upload_size_and_the_public_rate_limit(database_url, fake_tel
         status = await asyncio.wait_for(reader.readline(), 10)
         assert b" 413 " in status
         writer.close()
+        # A phone's photo of a few megabytes goes through.
+        form = aiohttp.FormData()
+        form.add_field("file", PNG + bytes(5 * 1024 * 1024), filename="anh.png",
+                       content_type="image/png")
+        photo = await visitor.http.post(f"{visitor.api}/upload", params={"id": "photo-5mb-1"},
+                                        data=form, headers={"X-CSRF-Token": visitor.csrf})
+        assert photo.status == 200
 
         # A public page takes only so many messages a minute from one address.
         await open_public_page(sessions)
