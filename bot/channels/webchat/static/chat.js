@@ -213,6 +213,7 @@
   });
   for (const button of document.querySelectorAll("[data-command]")) {
     button.addEventListener("click", () => {
+      button.hidden = true;  // the report has begun: its questions follow below
       mine(button.textContent);
       send({ text: button.dataset.command });
     });
