@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import statistics as stats
 import sys
@@ -32,22 +33,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import func, select
 
+from bot.core.clock import Clock
+from bot.core.settings import Settings
 from bot.services import periods
-from bot.services.campaigns import activate, queue_batch, start_due_runs
+from bot.services.campaigns import activate
 from bot.services.cases import Actor, CaseService, Draft, route
 from bot.services.directory import Row, import_rows
 from bot.services.statistics import compute
 from bot.services.timing import QuietHours
+from schedules.campaigns import campaign_tick
 from scripts.bench_campaign import reset_schema
 from scripts.bench_stats import analyze, insert_batches
 from storage import crypto, db
-from storage.areas import subtree
 from storage.models import (
     CATEGORIES,
     Account,
     Area,
     Campaign,
-    CampaignRun,
     Incident,
     Person,
     Role,
@@ -261,7 +263,8 @@ async def main() -> None:
     results["statistics"] = f"best {min(times):.2f} s ({args.cases:,} cases over two years)"
     print("statistics year:", results["statistics"], flush=True)
 
-    # A campaign to every parent of the province, with urgent reports arriving meanwhile.
+    # A campaign to every parent of the province, queued by the app's own campaign clock
+    # (which yields to the alert lane between batches), with urgent reports meanwhile.
     async with sessions() as session, session.begin():
         campaign = Campaign(name="Toàn tỉnh", roles=["parent"], content_ids=["whom_to_call"],
                             schedule="once", starts_at=now, runs_done=0, created_at=now,
@@ -269,8 +272,8 @@ async def main() -> None:
         session.add(campaign)
         await session.flush()
         activate(campaign, now, TZ)
-        await start_due_runs(session, now, TZ)
-    quiet = QuietHours.parse("00:00-00:00", TZ)
+    settings = Settings(_env_file=None, database_url=url,  # type: ignore[call-arg]
+                        quiet_hours="00:00-00:00")
     alerts: list[float] = []
     stop = asyncio.Event()
     peak = rss_mib()
@@ -280,33 +283,23 @@ async def main() -> None:
         while not stop.is_set():
             alerts.append(await report(sessions, liaisons[n % len(liaisons)], now, urgent=True))
             n += 1
-            await asyncio.sleep(0.25)  # a report every quarter second, as a load
+            with contextlib.suppress(TimeoutError):  # a report every quarter second
+                await asyncio.wait_for(stop.wait(), 0.25)
 
-    reporter = asyncio.create_task(reporting())
+    async def sampling() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, rss_mib())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+
+    load = [asyncio.create_task(reporting()), asyncio.create_task(sampling())]
     began = time.perf_counter()
-    queued = 0
-    async with sessions() as session:
-        areas = await subtree(session, [province.id])
-    while True:
-        async with sessions() as session, session.begin():
-            run = (await session.execute(select(CampaignRun).where(
-                CampaignRun.status == "running"))).scalars().first()
-            if run is None:
-                break
-            campaign_row = await session.get(Campaign, run.campaign_id)
-            result = await queue_batch(session, run, campaign_row, now=now, quiet=quiet,
-                                       default_language="vi", areas=areas)
-            queued += result.queued
-            if result.done:
-                run.status = "done"
-        peak = max(peak, rss_mib())
-        if queued and queued % 100_000 < 2_000:
-            print(f"\r  queued {queued:,}", end="", flush=True)
-        await asyncio.sleep(0)
+    queued = await campaign_tick(sessions, Clock(), settings, QuietHours.parse(
+        settings.quiet_hours, TZ))
     seconds = time.perf_counter() - began
     stop.set()
-    await reporter
-    print()
+    await asyncio.gather(*load)
     results["campaign"] = (f"{queued:,} messages queued at {queued / seconds:,.0f}/s "
                            f"({seconds:.0f} s), peak RSS {peak:.0f} MiB")
     results["alerts"] = (f"p50 {percentile(alerts, .5) * 1000:.0f} ms, p99 "
