@@ -25,34 +25,31 @@ def _report(args: argparse.Namespace, manifest: Manifest, key: str, path: Path) 
                   revision=manifest.revision or "—", created=manifest.created_at))
 
 
-async def cmd_backup(args: argparse.Namespace) -> int:
-    """Write the archive."""
+async def _archive(args: argparse.Namespace, work: Any, path: Path, failed: str,
+                   done: str) -> int:
+    """Open the database, run backup or restore on path, say how it went."""
     settings = settings_or_fail()
-    out = Path(args.out)
     async with database(settings) as engine:
         try:
-            manifest = await backup(engine, settings.database_url, Path(settings.media_dir),
-                                    out, _stage)
+            manifest = await work(engine, settings.database_url, Path(settings.media_dir),
+                                  path, _stage)
         except BackupError as exc:
-            raise CliError(say("backup.failed", error=exc)) from exc
-    _report(args, manifest, "backup.done", out)
+            raise CliError(say(failed, error=exc)) from exc
+    _report(args, manifest, done, path)
     return 0
+
+
+async def cmd_backup(args: argparse.Namespace) -> int:
+    """Write the archive."""
+    return await _archive(args, backup, Path(args.out), "backup.failed", "backup.done")
 
 
 async def cmd_restore(args: argparse.Namespace) -> int:
     """Restore an archive onto an empty database and media folder."""
-    settings = settings_or_fail()
     archive = Path(args.file)
     if not await asyncio.to_thread(archive.is_file):
         raise CliError(say("backup.no_file", file=archive))
-    async with database(settings) as engine:
-        try:
-            manifest = await restore(engine, settings.database_url, Path(settings.media_dir),
-                                     archive, _stage)
-        except BackupError as exc:
-            raise CliError(say("backup.restore_failed", error=exc)) from exc
-    _report(args, manifest, "backup.restored", archive)
-    return 0
+    return await _archive(args, restore, archive, "backup.restore_failed", "backup.restored")
 
 
 def register(sub: Any) -> None:
