@@ -109,7 +109,7 @@ class App:
         self.metrics = Metrics()
         self.leadership = Leadership(
             self.engine, settings.database_url, settings.leader_timeout,
-            on_change=lambda leading: self.metrics.leader.set(1 if leading else 0))
+            on_change=self._leading)
         self.worker = DeliveryWorker(
             self.sessions, self.channels, self.clock,
             concurrency=settings.outbox_concurrency, max_attempts=settings.outbox_max_attempts,
@@ -144,6 +144,13 @@ class App:
         self.waiting: dict[str, asyncio.Task[None]] = {}  # channels still being started
         self.http_port: int | None = None
 
+    def _leading(self, leading: bool) -> None:
+        """Leadership came or went. A new leader adopts what the one before stored and did
+        not handle (the poller stored it and told the messenger so; nobody else will)."""
+        self.metrics.leader.set(1 if leading else 0)
+        if leading:
+            self.inbox.adopt()
+
     def _job(self, work: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T | None]]:
         """A scheduler job that runs on the leader only (several instances share one
         database), and that stop() waits for: a job cut off mid-query by the engine's
@@ -169,6 +176,8 @@ class App:
     async def case_tick(self) -> dict[str, int]:
         """Run the case clock once (escalations, reminders, dead-message reports)."""
         done = await escalation_tick(self.sessions, self.clock, self.settings)
+        # An update another instance took in by webhook and died before handling.
+        await self.inbox.sweep_stale(timedelta(seconds=2 * self.settings.leader_timeout))
         if any(done.values()):
             self.worker.wake()
         return done

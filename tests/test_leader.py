@@ -1,7 +1,8 @@
 """Several instances, one database (#15, part 1): three `safeschool run` processes on
 PostgreSQL elect one leader (it alone polls Telegram and runs the clocks); the leader killed
 with SIGKILL mid-way, another leads within SAFESCHOOL_LEADER_TIMEOUT and every report is
-still answered once and alerted. On SQLite a second process refuses to start."""
+still answered and alerted (what the dead leader had sent but not recorded may go twice,
+within a stated bound). On SQLite a second process refuses to start."""
 
 from __future__ import annotations
 
@@ -19,12 +20,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
+from bot.app import App
 from bot.cli.keys import KEY_SETTINGS
+from bot.core.messages import Inbound, inbound_to_payload
 from bot.core.worker import ALERT_LANE
 from bot.services import campaigns, escalation
 from bot.services.directory import import_rows, read_files
 from storage import db
-from storage.models import Area, Campaign, Outbox
+from storage.models import Area, Campaign, InboxItem, Outbox
 from tests.auxil.audience import add_parents
 from tests.auxil.console import file_case
 from tests.auxil.directory import write_directory
@@ -32,10 +35,11 @@ from tests.auxil.fake_telegram import FakeTelegram
 from tests.auxil.faults import (
     Launcher,
     add_liaisons,
+    confirmations,
     figure,
     full,
     incidents,
-    lost_reports,
+    unanswered,
     urgent_report,
     wait_until,
 )
@@ -65,12 +69,31 @@ async def _admin(sql: str) -> None:
         await conn.close()
 
 
+async def _why(sessions, fake: FakeTelegram, chats: list[int], launcher: Launcher) -> str:
+    """What became of the reports nobody answered: what each reporter was sent, their
+    inbound updates and outbox rows, and the processes' last log lines."""
+    lost = unanswered(fake, chats)
+    lines = [f"{len(lost)} of {len(chats)} reports never answered"]
+    async with sessions() as session:
+        inbox = list((await session.execute(select(InboxItem))).scalars())
+        for chat in lost[:3]:
+            lines.append(f"chat {chat}: was sent {fake.texts(chat)!r}")
+            lines.extend(f"  inbox {item.id} {item.event_id} processed={item.processed_at} "
+                         f"{str(item.inbound)[:160]}"
+                         for item in inbox if str(chat) in str(item.inbound))
+            lines.extend(f"  outbox {row.id} {row.status} p{row.priority} "
+                         f"attempts={row.attempts} lease={row.lease_until} {row.last_error}"
+                         for row in (await session.execute(
+                             select(Outbox).where(Outbox.chat_id == str(chat)))).scalars())
+    return "\n".join(lines) + "\n" + launcher.logs()[-6000:]
+
+
 @needs_postgresql
 async def test_three_instances_elect_one_leader_and_fail_over_after_sigkill(
         fake_telegram: FakeTelegram, clock, tmp_path: Path) -> None:
     """Three processes, urgent reports from many teachers, a campaign to every parent of a
     school, the leader SIGKILLed while both are in flight: a new leader within the timeout,
-    every report answered once, every alert and campaign message delivered, duplicates
+    every report answered, every alert and campaign message delivered, duplicates
     within the bound, each escalation step sent once."""
     reports, parents = (500, 10_000) if full() else (60, 2_000)
     name = f"leader_{uuid.uuid4().hex[:10]}"
@@ -134,8 +157,14 @@ async def test_three_instances_elect_one_leader_and_fail_over_after_sigkill(
 
         for chat in chats[half:]:
             urgent_report(fake_telegram, chat)
-        await wait_until(lambda: not lost_reports(fake_telegram, chats), 180,
-                         "reports were not answered once each")
+        # Every reporter told at least once; a confirmation the killed leader had sent but not
+        # recorded goes out again, and counts against the duplicate bound below.
+        try:
+            await wait_until(lambda: not unanswered(fake_telegram, chats), 180,
+                             "a report was never answered")
+        except AssertionError as missing:
+            raise AssertionError(await _why(sessions, fake_telegram, chats, launcher)) \
+                from missing
         family = range(PARENT_BASE, PARENT_BASE + parents)
         await wait_until(lambda: all(fake_telegram.sent_per_chat.get(c) for c in family), 300,
                          "a campaign message was not delivered")
@@ -159,13 +188,15 @@ async def test_three_instances_elect_one_leader_and_fail_over_after_sigkill(
                            for r in refs)
         extra_steps = sum(escalated(r) - 1 for r in refs)
         extra_campaign = sum(fake_telegram.sent_per_chat[c] - 1 for c in family)
+        extra_answers = sum(len(confirmations(fake_telegram, c)) - 1 for c in chats)
         # The bound: what the killed process had sent but not yet recorded (its sending
         # slots, and the alert lane's own).
-        assert extra_alerts + extra_steps + extra_campaign <= CONCURRENCY + ALERT_LANE, \
-            (extra_alerts, extra_steps, extra_campaign)
+        extra = extra_alerts + extra_steps + extra_campaign + extra_answers
+        assert extra <= CONCURRENCY + ALERT_LANE, \
+            (extra_alerts, extra_steps, extra_campaign, extra_answers)
         figure(f"3 instances, {reports} urgent reports, a {parents:,}-parent campaign, "
-               "the leader killed", f"0 lost; {extra_alerts + extra_steps + extra_campaign} "
-               f"duplicate(s) (bound {CONCURRENCY + ALERT_LANE})")
+               "the leader killed",
+               f"0 lost; {extra} duplicate(s) (bound {CONCURRENCY + ALERT_LANE})")
         for n, bot in enumerate(bots):
             if n != first:
                 assert await bot.stop() == 0
@@ -218,3 +249,32 @@ async def test_the_clock_jobs_run_on_the_leader_only(app, directory, sessions, c
     assert done and any(done.values())
     [told] = await chief.since(seen)
     assert "CHƯA AI TIẾP NHẬN" in told
+
+
+async def _left_by_a_dead_instance(sessions, received_at: datetime, chat: int) -> None:
+    """An update another instance stored (and told the messenger it had), then died."""
+    inbound = Inbound(channel="telegram", external_id=str(chat), event_id=f"dead-{chat}",
+                      command="help")
+    async with sessions() as session, session.begin():
+        session.add(InboxItem(channel="telegram", event_id=inbound.event_id,
+                              inbound=inbound_to_payload(inbound), received_at=received_at))
+
+
+async def test_an_instance_that_becomes_leader_answers_what_the_dead_leader_stored(
+        app: App, fake_telegram: FakeTelegram, sessions, clock) -> None:
+    # The poller stores updates and confirms them to Telegram; a leader killed before it
+    # handled them leaves them to the next leader, who starts no process to find them.
+    await _left_by_a_dead_instance(sessions, clock.now(), 811)
+    app.leadership.on_change(True)  # what Leadership calls when this instance takes over
+    texts = await fake_telegram.wait_texts(811, 1)
+    assert "111" in texts[0]  # /help's answer
+
+
+async def test_the_leader_answers_an_update_left_unhandled_too_long(
+        app: App, fake_telegram: FakeTelegram, sessions, clock) -> None:
+    # In webhook mode every instance takes updates in; one that dies leaves what it stored.
+    await _left_by_a_dead_instance(sessions, clock.now(), 812)
+    clock.advance(2 * app.settings.leader_timeout + 1)
+    await app.case_tick()  # the leader's clock
+    texts = await fake_telegram.wait_texts(812, 1)
+    assert "111" in texts[0]

@@ -5,7 +5,8 @@ acknowledge only after it returned; it raises when the database cannot store the
 a poller keeps its offset and a webhook answers 503, and the messenger delivers them again.
 Stored updates are handled in the background; one that cannot be handled because the database
 is away stays in the table and is swept up, in arrival order, as soon as the database is back
-(and at the next start, if the process dies first).
+(and at the next start, if the process dies first; with several instances, by the instance
+that leads next, or by the leader once it has waited too long).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -142,6 +144,26 @@ class Inbox:
         if inbounds:
             await self._handle_in_order(inbounds)
         return len(payloads)
+
+    def adopt(self) -> None:
+        """Handle soon whatever is stored and not handled: this instance has just become the
+        leader, and the one before may have died with updates it had stored (and told the
+        messenger it had) but not handled. An update another live instance is handling at
+        the same moment is handled once all the same (the dispatcher's record decides)."""
+        if self._sweeper is not None and not self._stopping:
+            self._backlog.set()
+
+    async def sweep_stale(self, older_than: timedelta) -> bool:
+        """Sweep soon when an update has waited unhandled longer than older_than (an instance
+        that took it in by webhook died before handling it); return whether one had."""
+        cutoff = self.clock.now() - older_than
+        async with self.sessions() as session:
+            stale = (await session.execute(
+                select(InboxItem.id).where(InboxItem.processed_at.is_(None),
+                                           InboxItem.received_at < cutoff).limit(1))).first()
+        if stale is not None:
+            self.adopt()
+        return stale is not None
 
     async def _sweep_loop(self) -> None:
         """Sweep at start, and whenever handling was deferred, until nothing is left."""

@@ -173,6 +173,11 @@ def lost_reports(fake: FakeTelegram, chats: list[int]) -> list[int]:
     return [chat for chat in chats if len(confirmations(fake, chat)) != 1]
 
 
+def unanswered(fake: FakeTelegram, chats: list[int]) -> list[int]:
+    """Reporters who were never told that their urgent report reached the police."""
+    return [chat for chat in chats if not confirmations(fake, chat)]
+
+
 async def wait_until(condition: Any, timeout: float, what: str) -> None:
     """Poll a (sync or async) condition until it holds; fail with `what` at the deadline."""
     deadline = time.monotonic() + timeout
