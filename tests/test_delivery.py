@@ -168,3 +168,21 @@ async def test_unreachable_telegram_at_start_is_said_once_and_retried(
     finally:
         await application.stop()
     assert application.waiting == {}
+
+
+async def test_a_sent_mark_does_not_wait_for_company_when_no_other_send_is_in_flight(
+        app: App, fake_telegram: FakeTelegram, sessions, monkeypatch) -> None:
+    # Marks that finish together share a commit, and a send keeps its slot until its mark is
+    # committed. When every send in flight already waits for its mark nobody else can join:
+    # lingering then only held the slots (with the rate lifted, sending was capped at
+    # concurrency ÷ linger). A linger of an hour makes the difference plain.
+    from bot.core import worker
+
+    monkeypatch.setattr(worker, "MARK_LINGER", 3600.0)
+    fake_telegram.user_message(705, "/help")
+    await fake_telegram.wait_texts(705, 1)
+
+    async def recorded() -> bool:
+        return [r.status for r in await _rows(sessions)] == [OutboxStatus.SENT]
+
+    await eventually(recorded)
