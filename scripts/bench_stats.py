@@ -151,11 +151,14 @@ async def generate(sessions, areas: int, schools: int, cases: int, parents: int)
 
 
 async def analyze(engine) -> None:
-    """Refresh the planner's statistics after a bulk load (outside a transaction on PG)."""
+    """Refresh the planner's statistics after a bulk load (outside a transaction on PG).
+
+    On PostgreSQL a VACUUM too: autovacuum does it to a table after inserts, and until it
+    has, the planner cannot read a covering index alone (the visibility map is empty)."""
     if engine.dialect.name == "postgresql":
         async with engine.connect() as conn:
             await conn.exec_driver_sql("COMMIT")
-            await conn.exec_driver_sql("ANALYZE")
+            await conn.exec_driver_sql("VACUUM ANALYZE")
     else:
         async with engine.begin() as conn:
             await conn.exec_driver_sql("ANALYZE")

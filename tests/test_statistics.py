@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from openpyxl import load_workbook
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bot.app import App
 from bot.cli import main
@@ -22,10 +22,11 @@ from bot.cli.keys import KEY_SETTINGS
 from bot.core.clock import FakeClock
 from bot.core.i18n import Translator
 from bot.core.settings import Settings
-from bot.services import periods, report_files, stat_reports
+from bot.services import periods, report_files, stat_reports, statistics
 from bot.services.cases import Actor, CaseService, Draft, Refused
 from bot.services.directory import normalise_phone
 from schedules.escalation import escalate_due
+from storage import db
 from storage.models import (
     Account,
     Area,
@@ -630,3 +631,33 @@ async def test_an_admin_appointed_after_a_period_closed_is_not_sent_its_report(
         keys = sorted((await session.execute(select(StatReport.key))).scalars())
     # The province's admin (there since 7 September) gets Q3; the new one does not.
     assert queued == 1 and len(keys) == 1 and keys[0].startswith("period:2026-Q3:")
+
+
+async def test_every_part_of_a_report_reads_from_one_moment(database_url, sessions) -> None:
+    # On PostgreSQL a report's parts run side by side on several connections; each imports
+    # the report's snapshot, so a case committed while one part runs is in none of them
+    # (not in some figures and missing from others). On SQLite they share one transaction.
+    readers = db.create_engine(database_url, read_only=True)
+    committed = asyncio.Event()
+    seen: list[int] = []
+
+    async def commit_an_area(_session) -> None:
+        async with sessions() as writer, writer.begin():
+            writer.add(Area(code="NEW", name="Phường mới", level="phường"))
+        committed.set()
+
+    async def count_areas(session) -> None:
+        await asyncio.wait_for(committed.wait(), 10)
+        seen.append((await session.execute(select(func.count()).select_from(Area)))
+                    .scalar_one())
+
+    try:
+        async with db.sessionmaker(readers)() as session:
+            before = (await session.execute(select(func.count()).select_from(Area))).scalar_one()
+            await statistics._side_by_side(session, [commit_an_area, count_areas])
+    finally:
+        await readers.dispose()
+    async with sessions() as session:
+        after = (await session.execute(select(func.count()).select_from(Area))).scalar_one()
+    assert after == before + 1  # the area was committed while the report read
+    assert seen == [before]
