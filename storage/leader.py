@@ -61,7 +61,7 @@ class Leadership:
         """Return once this instance leads (at once when it does)."""
         await self._leading.wait()
 
-    def _set(self, leading: bool) -> None:
+    def _set(self, leading: bool, *, stopping: bool = False) -> None:
         if leading == self.is_leader:
             return
         if leading:
@@ -69,7 +69,10 @@ class Leadership:
             _LOGGER.info("This instance leads: it runs the clock jobs and polls the messengers")
         else:
             self._leading.clear()
-            _LOGGER.warning("This instance no longer leads")
+            if stopping:  # asked to: nothing for an operator to look into
+                _LOGGER.info("This instance hands leadership on as it stops")
+            else:
+                _LOGGER.warning("This instance no longer leads")
         self.on_change(leading)
 
     async def alone(self, work: Callable[[], Awaitable[T]]) -> T:
@@ -162,7 +165,7 @@ class Leadership:
             with contextlib.suppress(Exception):
                 await self._conn.execute(text("SELECT pg_advisory_unlock(:key)"),
                                          {"key": LOCK_KEY})
-        self._set(False)
+        self._set(False, stopping=True)
         await self._drop()
         if self._file is not None:
             with contextlib.suppress(OSError):

@@ -7,6 +7,7 @@ within a stated bound). On SQLite a second process refuses to start."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 import time
@@ -278,3 +279,15 @@ async def test_the_leader_answers_an_update_left_unhandled_too_long(
     await app.case_tick()  # the leader's clock
     texts = await fake_telegram.wait_texts(812, 1)
     assert "111" in texts[0]
+
+
+async def test_a_clean_stop_hands_leadership_on_without_a_warning(
+        settings, clock, caplog: pytest.LogCaptureFixture) -> None:
+    # An operator reads warnings as something to look into; stopping on purpose is not.
+    application = App(settings, clock)
+    await application.start()
+    assert application.leadership.is_leader
+    with caplog.at_level(logging.INFO, logger="storage.leader"):
+        await application.stop()
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "storage.leader"]
+    assert said == [(logging.INFO, "This instance hands leadership on as it stops")]
