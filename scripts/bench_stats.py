@@ -192,7 +192,8 @@ async def main() -> None:
     parser.add_argument("--cases", type=int, default=500_000)
     parser.add_argument("--parents", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--keep", action="store_true", help="reuse the generated database")
+    parser.add_argument("--keep", action="store_true",
+                        help="reuse the database an earlier run generated (generate if empty)")
     parser.add_argument("--per-query", action="store_true",
                         help="also print the time of each statement of the last run")
     args = parser.parse_args()
@@ -205,7 +206,10 @@ async def main() -> None:
     engine = db.create_engine(url)
     await db.upgrade(engine)
     sessions = db.sessionmaker(engine)
-    if not args.keep:
+    if args.keep:  # reuse what an earlier run generated, if it did
+        async with sessions() as session:
+            generated = (await session.execute(select(Incident.id).limit(1))).first()
+    if not args.keep or generated is None:
         began = time.perf_counter()
         await generate(sessions, args.areas, args.schools, args.cases, args.parents)
         await analyze(engine)
