@@ -98,3 +98,17 @@ async def test_a_strict_bot_api_never_answers_429_to_the_worker(
         await app.stop()
     assert fake_telegram.too_many == 0, f"{fake_telegram.too_many} sends refused with 429"
     assert fake_telegram.sent_total == 170
+
+
+async def test_the_pacer_forgets_a_chat_once_its_window_has_passed() -> None:
+    # A campaign sends to each chat once: a record per chat kept for ever grew the process
+    # by about 700 bytes a recipient. One second later a chat's record is of no use.
+    later = [0.0]  # seconds the test moves the clock on, beyond the real time
+    pacer = Pacer(1_000_000, margin=0.0, now=lambda: time.monotonic() + later[0])
+    for n in range(500):
+        await pacer.acquire(f"{n}")
+    assert pacer.chat_ready_in("499") > 0  # still in its second: remembered
+    later[0] += 1.5
+    await pacer.acquire("next")
+    assert len(pacer._chats) == 1  # only the chat sent to now
+    assert pacer.chat_ready_in("499") == 0

@@ -122,12 +122,25 @@ class Pacer:
     def _chat_times(self, chat_id: str) -> deque[float]:
         times = self._chats.get(chat_id)
         if times is None:
+            self._forget_quiet_chats()
             times = self._chats[chat_id] = deque()
             if len(self._chats) > self._max_chats:
                 self._chats.popitem(last=False)
         else:
             self._chats.move_to_end(chat_id)
         return times
+
+    def _forget_quiet_chats(self) -> None:
+        """Drop the chats whose window has passed, least recently sent to first: a campaign
+        touches each chat once, and a record kept for each (about 700 bytes) grew by 70 MB
+        over 100,000 recipients. The order is by last use, so this stops at the first chat
+        still in its window."""
+        now = self._now()
+        while self._chats:
+            chat_id, times = next(iter(self._chats.items()))
+            if times and times[-1] > now - self._limits(chat_id)[1]:
+                return
+            del self._chats[chat_id]
 
     async def _pump(self) -> None:
         """Let waiters go one by one, evenly spaced, each when the window has room."""
