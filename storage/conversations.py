@@ -6,23 +6,30 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.db import upsert_insert
+from storage.db import insert_ignoring
 from storage.models import Conversation
 
 
-async def conversation_for(session: AsyncSession, account_id: int, now: datetime) -> Conversation:
+async def conversation_for(session: AsyncSession, account_id: int, now: datetime, *,
+                           new_account: bool = False) -> Conversation:
     """Return the account's conversation, creating an empty one if it has none.
 
     Two transactions may want it at once (two reports alerting the same officer): the insert
     ignores a conflict instead of failing on the primary key, then both read the one row.
+    For an account created in this very transaction (new_account) nobody else can see it
+    yet, so the conversation is simply added: no look, no second read.
     """
+    if new_account:
+        conversation = Conversation(account_id=account_id, data={}, choices=[], updated_at=now)
+        session.add(conversation)
+        return conversation
     conversation = await session.get(Conversation, account_id)
     if conversation is not None:
         return conversation
-    stmt = upsert_insert(session.get_bind().dialect.name, Conversation).values(
-        account_id=account_id, data={}, choices=[], updated_at=now,
-    ).on_conflict_do_nothing(index_elements=["account_id"])
-    await session.execute(stmt)
+    await session.execute(insert_ignoring(session.get_bind().dialect.name, Conversation,
+                                          "account_id"),
+                          {"account_id": account_id, "data": {}, "choices": [],
+                           "updated_at": now})
     conversation = await session.get(Conversation, account_id, populate_existing=True)
     assert conversation is not None
     return conversation

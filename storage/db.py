@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,16 @@ def create_engine(url: str, *, read_only: bool = False, **kwargs: Any) -> AsyncE
 def upsert_insert(dialect_name: str, model: Any) -> Any:
     """Return an INSERT for model that supports ON CONFLICT on both SQLite and PostgreSQL."""
     return (postgresql if dialect_name == "postgresql" else sqlite).insert(model)
+
+
+@functools.cache
+def insert_ignoring(dialect_name: str, model: Any, *keys: str) -> Any:
+    """An INSERT into model's table that skips a row whose keys exist already, built once per
+    dialect; the caller passes the row (or rows) as parameters. The hot paths (every update
+    stored, recorded, answered) used to build theirs per row: a fifth of the CPU of handling
+    an update went into building statements."""
+    return upsert_insert(dialect_name, model.__table__).on_conflict_do_nothing(
+        index_elements=list(keys))
 
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker:

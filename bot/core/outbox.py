@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.core.channel import profile_of
 from bot.core.i18n import Translator
 from bot.core.messages import Outbound, split_text
-from storage.db import upsert_insert
+from storage.db import insert_ignoring
 from storage.models import Account, Outbox, OutboxStatus, Person, Priority
 
 
@@ -62,8 +62,7 @@ def outbox_rows(account: Any, message: Outbound, *, key: str, now: datetime,
 async def insert_rows(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
     """Insert outbox rows; a row whose idempotency key exists already is skipped."""
     if rows:
-        stmt = upsert_insert(session.get_bind().dialect.name, Outbox).on_conflict_do_nothing(
-            index_elements=["idempotency_key"])
+        stmt = insert_ignoring(session.get_bind().dialect.name, Outbox, "idempotency_key")
         await session.execute(stmt, rows)  # executemany: no giant statement to compile
 
 
