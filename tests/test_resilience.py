@@ -17,6 +17,7 @@ from sqlalchemy import select
 from bot.app import App
 from bot.cli.keys import KEY_SETTINGS
 from bot.core.clock import FakeClock
+from bot.core.i18n import Translator
 from bot.core.messages import Outbound
 from bot.core.outbox import enqueue
 from bot.core.worker import ALERT_LANE
@@ -226,4 +227,43 @@ async def test_sigterm_drains_in_flight_sends_and_exits_0(
     assert len(rows) == 200
 
 
+async def test_a_burst_of_many_chats_is_handled_together_and_one_failure_spoils_none(
+        database_url, fake_telegram: FakeTelegram, sessions, clock: FakeClock) -> None:
+    """Thirty people write at once: their updates share transactions (one commit for many),
+    yet when the handler fails for one of them, everyone else still gets their answer once
+    and that one person the apology."""
+    app = App(make_settings(database_url, fake_telegram), clock)
+    router = app.dispatcher.router
+    answer_help = router.commands["help"]
+    broken = 7013
 
+    async def help_failing_for_one(ctx) -> None:
+        if ctx.inbound.external_id == str(broken):
+            raise RuntimeError("a handler's bug")
+        await answer_help(ctx)
+
+    router.commands["help"] = help_failing_for_one
+    shared: list[int] = []
+    handle_all = app.dispatcher._handle_all
+
+    async def counting(inbounds, flooding):
+        shared.append(len(inbounds))
+        return await handle_all(inbounds, flooding)
+
+    app.dispatcher._handle_all = counting
+    users = list(range(7001, 7031))
+    for user in users:  # queued before the bot polls: one getUpdates batch holds them all
+        fake_telegram.user_message(user, "/help")
+    await app.start()
+    try:
+        await eventually(lambda: all(fake_telegram.texts(u) for u in users))
+        await app.worker.settled()
+        apology = Translator("vi")("error.generic")
+        assert fake_telegram.texts(broken) == [apology]
+        for user in users:
+            if user != broken:
+                texts = fake_telegram.texts(user)
+                assert len(texts) == 1 and texts[0] != apology, (user, texts)
+        assert max(shared, default=0) > 1, f"no update shared a transaction: {shared}"
+    finally:
+        await app.stop()

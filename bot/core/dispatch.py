@@ -10,7 +10,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -59,6 +59,17 @@ def sanitise(inbound: Inbound) -> Inbound:
         choice=_clean(inbound.choice),
         display_name=_clean(inbound.display_name),
     )
+
+
+# Built once: building them per update cost more CPU than running them.
+_INBOX = InboxItem.__table__
+_INBOX_HANDLED = (update(_INBOX)
+                  .where(_INBOX.c.channel == bindparam("b_channel"),
+                         _INBOX.c.event_id == bindparam("b_event"),
+                         _INBOX.c.processed_at.is_(None))
+                  .values(processed_at=bindparam("b_now", type_=_INBOX.c.processed_at.type)))
+_ACCOUNT_OF_CHAT = select(Account).where(Account.channel == bindparam("b_channel"),
+                                         Account.external_id == bindparam("b_external"))
 
 
 class Deferred(Exception):
@@ -133,6 +144,60 @@ class Dispatcher:
         """
         inbound = sanitise(inbound)
         flooding = self.flood.flooding(inbound.channel, inbound.external_id)
+        return await self._handle_alone(inbound, from_inbox, flooding)
+
+    async def handle_together(self, inbounds: list[Inbound]) -> list[bool | Deferred]:
+        """Handle stored updates of different chats in one transaction; return one outcome
+        each, in order: handled (True), already handled (False), or Deferred (the database is
+        away; it stays stored).
+
+        One commit for all, and on SQLite one hand-over of its single connection: for a short
+        answer these cost more than the handling itself. When anything goes wrong the whole
+        transaction is rolled back and each update is handled alone, as handle() would: a
+        failing update gets its apology, the others their answers. An update whose chat is
+        busy (another delivery of the chat in hand) is handled alone, after it.
+        """
+        inbounds = [sanitise(i) for i in inbounds]
+        flooding = [self.flood.flooding(i.channel, i.external_id) for i in inbounds]
+        outcomes: list[bool | Deferred | None] = [None] * len(inbounds)
+        if len(inbounds) > 1:
+            free = [n for n, inbound in enumerate(inbounds) if not self._lock(inbound).locked()]
+            locks = [self._lock(inbounds[n]) for n in free]
+            for lock in locks:
+                await lock.acquire()  # free: taken at once, nothing runs in between
+            try:
+                done = await self._handle_all([inbounds[n] for n in free],
+                                              [flooding[n] for n in free])
+            except Exception as exc:
+                _LOGGER.info("%d updates handled one by one after %s", len(free),
+                             type(exc).__name__)
+            else:
+                for n, handled in zip(free, done, strict=True):
+                    outcomes[n] = handled
+                if any(done):
+                    self.on_commit()
+            finally:
+                for lock in locks:
+                    lock.release()
+        away: Deferred | None = None
+        for n, inbound in enumerate(inbounds):
+            if outcomes[n] is not None:
+                continue
+            if away is not None:  # the database is away: the rest wait with it, untried
+                outcomes[n] = away
+                continue
+            try:
+                outcomes[n] = await self._handle_alone(inbound, True, flooding[n])
+            except Deferred as exc:
+                away = outcomes[n] = exc
+        return [o for o in outcomes if o is not None]
+
+    async def _handle_all(self, inbounds: list[Inbound], flooding: list[bool]) -> list[bool]:
+        async with self.sessions() as session, session.begin():
+            return [await self._handle_in(session, inbound, True, flood)
+                    for inbound, flood in zip(inbounds, flooding, strict=True)]
+
+    async def _handle_alone(self, inbound: Inbound, from_inbox: bool, flooding: bool) -> bool:
         async with self._lock(inbound):
             try:
                 done = await self._twice(lambda: db.retry_transient(
@@ -173,43 +238,49 @@ class Dispatcher:
         """Record the event as handled in this transaction; False if it was already."""
         now = self.clock.now()
         if from_inbox:
-            await session.execute(update(InboxItem).where(
-                InboxItem.channel == inbound.channel, InboxItem.event_id == inbound.event_id,
-                InboxItem.processed_at.is_(None)).values(processed_at=now))
-        stmt = db.upsert_insert(session.get_bind().dialect.name, InboundSeen).values(
-            channel=inbound.channel, event_id=inbound.event_id, at=now,
-        ).on_conflict_do_nothing(index_elements=["channel", "event_id"])
-        return (await session.execute(stmt)).rowcount == 1
+            await session.execute(_INBOX_HANDLED, {"b_channel": inbound.channel,
+                                                   "b_event": inbound.event_id, "b_now": now})
+        stmt = db.insert_ignoring(session.get_bind().dialect.name, InboundSeen,
+                                  "channel", "event_id")
+        return (await session.execute(stmt, {"channel": inbound.channel,
+                                             "event_id": inbound.event_id,
+                                             "at": now})).rowcount == 1
 
     async def _handle(self, inbound: Inbound, from_inbox: bool = False,
                       flooding: bool = False) -> bool:
-        now = self.clock.now()
         async with self.sessions() as session, session.begin():
-            if not await self._record(session, inbound, from_inbox):
-                return False
-            account = await self._account(session, inbound)
-            if inbound.member is not None:  # the person blocked or unblocked the bot
-                account.blocked_at = now if inbound.member == "kicked" else None
-                return True
-            conversation = await conversation_for(session, account.id, now)
-            ctx = Context(session, self.settings, self.clock, inbound, account, conversation)
-            offered = list(conversation.choices or [])
-            conversation.choices = []
-            ctx.offered = offered
-            await self._route(ctx, offered)
-            if flooding:
-                window = int(now.timestamp()) // FLOOD_NOTICE_WINDOW
-                await enqueue(session, account, Outbound(ctx.t("error.flood"),
-                                                         language=ctx.language),
-                              key=f"flood:{account.id}:{window}", now=now,
-                              priority=Priority.REPLY)
-            await self._write_replies(ctx, now)
-            if self._own_menu(ctx):
-                # After the replies: a registration's menu follows its "welcome".
-                await set_command_menu(session, account, self.router.menu(ctx),
-                                       key=f"commands:{inbound.channel}:{inbound.event_id}",
-                                       now=now)
-            conversation.updated_at = now
+            return await self._handle_in(session, inbound, from_inbox, flooding)
+
+    async def _handle_in(self, session: AsyncSession, inbound: Inbound, from_inbox: bool,
+                         flooding: bool) -> bool:
+        """Handle inbound in session's transaction; False when it was handled before."""
+        now = self.clock.now()
+        if not await self._record(session, inbound, from_inbox):
+            return False
+        account, created = await self._account(session, inbound)
+        if inbound.member is not None:  # the person blocked or unblocked the bot
+            account.blocked_at = now if inbound.member == "kicked" else None
+            return True
+        conversation = await conversation_for(session, account.id, now,
+                                              new_account=created)
+        ctx = Context(session, self.settings, self.clock, inbound, account, conversation)
+        offered = list(conversation.choices or [])
+        conversation.choices = []
+        ctx.offered = offered
+        await self._route(ctx, offered)
+        if flooding:
+            window = int(now.timestamp()) // FLOOD_NOTICE_WINDOW
+            await enqueue(session, account, Outbound(ctx.t("error.flood"),
+                                                     language=ctx.language),
+                          key=f"flood:{account.id}:{window}", now=now,
+                          priority=Priority.REPLY)
+        await self._write_replies(ctx, now)
+        if self._own_menu(ctx):
+            # After the replies: a registration's menu follows its "welcome".
+            await set_command_menu(session, account, self.router.menu(ctx),
+                                   key=f"commands:{inbound.channel}:{inbound.event_id}",
+                                   now=now)
+        conversation.updated_at = now
         return True
 
     def _own_menu(self, ctx: Context) -> bool:
@@ -221,23 +292,24 @@ class Dispatcher:
         return bool(ctx.roles or ctx.account.commands_digest is not None
                     or ctx.language != STRANGER_MENU_LANGUAGE)
 
-    async def _account(self, session: AsyncSession, inbound: Inbound) -> Account:
+    async def _account(self, session: AsyncSession, inbound: Inbound) -> tuple[Account, bool]:
+        """The chat's account, and whether it was created just now (a first message)."""
         now = self.clock.now()
-        result = await session.execute(
-            select(Account)
-            .where(Account.channel == inbound.channel, Account.external_id == inbound.external_id)
-        )
+        result = await session.execute(_ACCOUNT_OF_CHAT, {"b_channel": inbound.channel,
+                                                          "b_external": inbound.external_id})
         account = result.scalar_one_or_none()
         if account is None:
+            # person=None: a new account has nobody linked yet, so reading it needs no query
             account = Account(channel=inbound.channel, external_id=inbound.external_id,
-                              display_name=inbound.display_name, created_at=now, code_failures=0)
+                              display_name=inbound.display_name, created_at=now, code_failures=0,
+                              last_seen_at=now, person=None)
             session.add(account)
             await session.flush()
-            await session.refresh(account, ["person"])
+            return account, True
         account.last_seen_at = now
         if account.blocked_at is not None:
             account.blocked_at = None  # they wrote to us, so they can hear us again
-        return account
+        return account, False
 
     async def _route(self, ctx: Context, offered: list[list[str]]) -> None:
         inbound = ctx.inbound
@@ -318,7 +390,7 @@ class Dispatcher:
         async with self.sessions() as session, session.begin():
             if not await self._record(session, inbound, from_inbox):
                 return False
-            account = await self._account(session, inbound)
+            account, _created = await self._account(session, inbound)
             lang = language_of(account, self.settings.default_language)
             await enqueue(session, account, Outbound(Translator(lang)("error.generic")),
                           key=f"reply:{inbound.channel}:{inbound.event_id}:error", now=now)

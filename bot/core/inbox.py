@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -31,6 +32,9 @@ from storage.models import InboxItem
 
 _LOGGER = logging.getLogger(__name__)
 SWEEP_BATCH = 500
+# Updates of different chats handled in one transaction: one commit for many short answers;
+# few enough that an alert's claim waits for the connection no more than tens of ms.
+TOGETHER = 20
 
 
 class Inbox:
@@ -43,7 +47,9 @@ class Inbox:
         self.dispatcher = dispatcher
         self.clock = clock
         self.sweep_seconds = sweep_seconds
-        self._dialect = sessions.kw["bind"].dialect.name
+        table = InboxItem.__table__
+        self._store = db.insert_ignoring(sessions.kw["bind"].dialect.name, InboxItem, "channel",
+                                         "event_id").returning(table.c.channel, table.c.event_id)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._in_hand: set[tuple[str, str]] = set()  # being handled by this process
         self._backlog = asyncio.Event()  # something stored is waiting for the sweeper
@@ -65,18 +71,18 @@ class Inbox:
             return 0
         now = self.clock.now()
 
+        rows = [{"channel": i.channel, "event_id": i.event_id, "inbound": inbound_to_payload(i),
+                 "received_at": now, "processed_at": None} for i in items]
+        # Kept so the id is known; handled as done: there is nothing to handle.
+        rows += [{"channel": channel, "event_id": event_id, "inbound": {"unreadable": True},
+                  "received_at": now, "processed_at": now} for channel, event_id in skipped]
+
         async def store() -> list[Inbound]:
-            new: list[Inbound] = []
             async with self.sessions() as session, session.begin():
-                for inbound in items:
-                    if await self._insert(session, inbound.channel, inbound.event_id,
-                                          inbound_to_payload(inbound), now, None):
-                        new.append(inbound)
-                for channel, event_id in skipped:
-                    # Kept so the id is known; handled as done: there is nothing to handle.
-                    await self._insert(session, channel, event_id, {"unreadable": True}, now,
-                                       now)
-            return new
+                # one statement for the batch, in arrival order; returns the rows it stored
+                result = await session.execute(self._store, rows)
+                stored = {(channel, event_id) for channel, event_id in result}
+            return [i for i in items if (i.channel, i.event_id) in stored]
 
         new = await db.retry_transient(store, attempts=3, what="Storing inbound updates")
         if self.metrics is not None:
@@ -92,14 +98,6 @@ class Inbox:
             self._spawn(self._handle_in_order(items))
         return len(new)
 
-    async def _insert(self, session: Any, channel: str, event_id: str, payload: dict[str, Any],
-                      now: Any, processed: Any) -> bool:
-        stmt = db.upsert_insert(self._dialect, InboxItem).values(
-            channel=channel, event_id=event_id, inbound=payload, received_at=now,
-            processed_at=processed,
-        ).on_conflict_do_nothing(index_elements=["channel", "event_id"])
-        return (await session.execute(stmt)).rowcount == 1
-
     # ---- handling ------------------------------------------------------------------------
 
     def _spawn(self, work: Any) -> None:
@@ -108,30 +106,38 @@ class Inbox:
         task.add_done_callback(self._tasks.discard)
 
     async def _handle_in_order(self, inbounds: list[Inbound]) -> None:
-        """Handle a batch: chats side by side, each chat's updates one after another."""
-        by_chat: dict[tuple[str, str], list[Inbound]] = defaultdict(list)
+        """Handle a batch: chats side by side, each chat's updates one after another.
+
+        Round by round: the first update of every chat, then the second …; a round's updates
+        are handled TOGETHER to a transaction. A chat whose update was deferred (the database
+        is away) stops there: its later updates wait for the sweeper, in order.
+        """
+        by_chat: dict[tuple[str, str], deque[Inbound]] = defaultdict(deque)
         for inbound in inbounds:
             by_chat[(inbound.channel, inbound.external_id)].append(inbound)
-        await asyncio.gather(*(self._handle_chat(chat) for chat in by_chat.values()))
-
-    async def _handle_chat(self, inbounds: list[Inbound]) -> None:
-        for inbound in inbounds:
-            key = (inbound.channel, inbound.event_id)
-            if key in self._in_hand:
-                continue
-            self._in_hand.add(key)
+        chats = list(by_chat.values())
+        while chats:
+            round_ = [chat.popleft() for chat in chats]
+            round_ = [i for i in round_ if (i.channel, i.event_id) not in self._in_hand]
+            keys = {(i.channel, i.event_id) for i in round_}
+            self._in_hand |= keys
             try:
-                await self.dispatcher.handle(inbound, from_inbox=True)
-            except Deferred:
-                # The database is away: this and the chat's later updates wait for the sweep.
-                self._backlog.set()
-                return
+                outcomes = await asyncio.gather(*(
+                    self.dispatcher.handle_together(round_[n:n + TOGETHER])
+                    for n in range(0, len(round_), TOGETHER)))
             except Exception:  # the dispatcher answers errors itself; this is a last guard
-                _LOGGER.exception("An inbound %s update could not be handled", inbound.channel)
+                _LOGGER.exception("Inbound updates could not be handled")
                 self._backlog.set()
                 return
             finally:
-                self._in_hand.discard(key)
+                self._in_hand -= keys
+            stopped = {(i.channel, i.external_id)
+                       for i, outcome in zip(round_, itertools.chain(*outcomes), strict=True)
+                       if isinstance(outcome, Deferred)}
+            if stopped:
+                self._backlog.set()
+            chats = [chat for chat in chats
+                     if chat and (chat[0].channel, chat[0].external_id) not in stopped]
 
     async def _sweep(self) -> int:
         """Handle what is stored but not handled, oldest first; return how many were found."""
