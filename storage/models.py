@@ -299,6 +299,9 @@ class Outbox(Base):
         Index("ix_outbox_claim", "status", "priority", "id"),
         Index("ix_outbox_next", "status", "next_attempt_at"),
         Index("ix_outbox_lease", "status", "lease_until"),
+        # "An earlier message to this chat is still queued" (every claim asks it of each
+        # candidate): the account's queued rows alone, never its whole history.
+        Index("ix_outbox_account_queue", "account_id", "status", "priority", "id"),
         # Outreach statistics: who was sent an awareness message when (campaign rows only).
         Index("ix_outbox_outreach", "sent_at", "area_id", "account_id", "campaign_run_id",
               sqlite_where=text("campaign_run_id IS NOT NULL"),
@@ -307,7 +310,7 @@ class Outbox(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
     channel: Mapped[str] = mapped_column(String(16))
     chat_id: Mapped[str] = mapped_column(String(128))
     priority: Mapped[int] = mapped_column(Integer, default=Priority.REPLY)
