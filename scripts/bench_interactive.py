@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -48,14 +49,21 @@ ECHO_BOT = textwrap.dedent('''
 
 
 async def measure(fake: FakeTelegram, users: int, command: list[str], env: dict[str, str],
-                  workdir: Path, name: str) -> float:
-    """Queue users x /help, start the bot, return answers per second."""
+                  workdir: Path, name: str, profile: str | None = None) -> float:
+    """Queue users x /help, start the bot, return answers per second; with profile, py-spy
+    records the bot (collapsed stacks, idle samples kept) into that file."""
     for n in range(users):
         fake.user_message(FIRST_USER + n, "/help")
     before = fake.sent_total
     log = (workdir / f"{name}.log").open("w")
     bot = subprocess.Popen(command, env=env, cwd=workdir, stdout=log,  # noqa: ASYNC220
                            stderr=subprocess.STDOUT)
+    spy = None
+    if profile:
+        spy = subprocess.Popen(["py-spy", "record", "--pid", str(bot.pid),  # noqa: ASYNC220
+                                "--format", "raw",
+                                "--rate", "250", "--idle", "--output", profile],
+                               stdout=log, stderr=subprocess.STDOUT)
     try:
         try:  # the fake re-checks after every call it answers: no polling here
             await fake.wait_for(lambda: fake.updates_served > 0, 120)
@@ -66,6 +74,9 @@ async def measure(fake: FakeTelegram, users: int, command: list[str], env: dict[
                              f"(bot exit code {bot.poll()}): see {log.name}") from None
         return users / (time.monotonic() - start)
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            spy.wait(60)
         bot.terminate()
         try:
             bot.wait(60)
@@ -97,7 +108,7 @@ async def run(args: argparse.Namespace) -> None:
                     "SAFESCHOOL_OUTBOX_CONCURRENCY": str(args.concurrency)}
         ours = await measure(fake, args.users, [sys.executable, "-m", "bot", "run",
                                                 "--log-level", "WARNING"], ours_env, workdir,
-                             "ours")
+                             "ours", args.profile)
     finally:
         await fake.close()
     print(f"users:                 {args.users:,}, each sending /help once")
@@ -116,6 +127,8 @@ def main() -> None:
     parser.add_argument("--reset", action="store_true",
                         help="drop and recreate the public schema first (PostgreSQL)")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--profile", metavar="FILE",
+                        help="record our bot with py-spy into FILE (collapsed stacks)")
     asyncio.run(run(parser.parse_args()))
 
 
