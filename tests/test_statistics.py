@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from openpyxl import load_workbook
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, insert, select, update
 
 from bot.app import App
 from bot.cli import main
@@ -661,3 +661,68 @@ async def test_every_part_of_a_report_reads_from_one_moment(database_url, sessio
         after = (await session.execute(select(func.count()).select_from(Area))).scalar_one()
     assert after == before + 1  # the area was committed while the report read
     assert seen == [before]
+
+
+async def test_parents_per_school_follow_every_change_to_a_registration(directory,
+                                                                        sessions) -> None:
+    """The report's parents per school come from totals the database keeps as parents'
+    registrations are added (one by one or in bulk), removed and moved, whatever code does
+    it; a registration counts from its moment on, so a closed quarter never changes."""
+    q3, q4 = periods.parse("2026-Q3"), periods.parse("2026-Q4")
+    later = local("2026-11-20 12:00")
+
+    async def parents(period) -> dict[str, int]:
+        async with sessions() as session:
+            report = await statistics.compute(session, period, None, now=later, tz=TZ)
+        return {s.code: s.parents for s in report.schools}
+
+    before_q3, before_q4 = await parents(q3), await parents(q4)
+    async with sessions() as session, session.begin():
+        schools = {s.code: s for s in (await session.execute(select(School))).scalars()}
+        hx, pl = schools["THCS-HX"], schools["TH-PL"]
+        people = [Person(name=f"Phụ huynh {n}", created_at=local("2026-08-01 08:00"))
+                  for n in range(5)]
+        session.add_all(people)
+        await session.flush()
+        # One by one, as registration does: two in Q3, one after it closed.
+        session.add_all([
+            RoleAssignment(person_id=people[0].id, role=Role.PARENT, school_id=hx.id,
+                           created_at=local("2026-08-01 09:00")),
+            RoleAssignment(person_id=people[1].id, role=Role.PARENT, school_id=hx.id,
+                           created_at=local("2026-09-14 23:59")),
+            RoleAssignment(person_id=people[2].id, role=Role.PARENT, school_id=hx.id,
+                           created_at=local("2026-09-15 00:00")),
+            # not a parent: never counted
+            RoleAssignment(person_id=people[2].id, role=Role.LIAISON, school_id=pl.id,
+                           created_at=local("2026-08-01 09:00"))])
+        await session.flush()
+        # In bulk, as the directory import does: two at TH-PL in Q3.
+        await session.execute(insert(RoleAssignment), [
+            {"person_id": p.id, "role": Role.PARENT, "school_id": pl.id,
+             "created_at": local("2026-08-02 09:00")} for p in people[3:]])
+    after_q3, after_q4 = await parents(q3), await parents(q4)
+    assert after_q3["THCS-HX"] - before_q3["THCS-HX"] == 2
+    assert after_q4["THCS-HX"] - before_q4["THCS-HX"] == 3
+    assert after_q3["TH-PL"] - before_q3["TH-PL"] == 2
+
+    async with sessions() as session, session.begin():
+        # A parent forgotten (erasure deletes the role), one moved to the other school, and
+        # a liaison made a parent.
+        await session.execute(delete(RoleAssignment).where(
+            RoleAssignment.person_id == people[0].id))
+        await session.execute(update(RoleAssignment).where(
+            RoleAssignment.person_id == people[3].id).values(school_id=hx.id))
+        await session.execute(update(RoleAssignment).where(
+            RoleAssignment.person_id == people[2].id, RoleAssignment.role == Role.LIAISON)
+            .values(role=Role.PARENT))
+    moved_q3, moved_q4 = await parents(q3), await parents(q4)
+    assert moved_q3["THCS-HX"] - before_q3["THCS-HX"] == 2  # people 1 and 3
+    assert moved_q3["TH-PL"] - before_q3["TH-PL"] == 2  # people 4 and 2 (the liaison)
+    assert moved_q4["THCS-HX"] - before_q4["THCS-HX"] == 3  # and person 2, since Q4
+    # And each figure is what counting the registrations themselves gives.
+    async with sessions() as session:
+        counted = dict((await session.execute(
+            select(School.code, func.count(RoleAssignment.id))
+            .join(RoleAssignment, RoleAssignment.school_id == School.id)
+            .where(RoleAssignment.role == Role.PARENT).group_by(School.code))).all())
+    assert {code: n for code, n in moved_q4.items() if n} == counted
