@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,10 +49,18 @@ ECHO_BOT = textwrap.dedent('''
 ''')
 
 
+def py_spy() -> str:
+    """py-spy from PATH, or beside this Python (a venv that is not activated)."""
+    found = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if found is None:
+        raise SystemExit("--profile needs py-spy: pip install py-spy")
+    return found
+
+
 async def measure(fake: FakeTelegram, users: int, command: list[str], env: dict[str, str],
                   workdir: Path, name: str, profile: str | None = None) -> float:
     """Queue users x /help, start the bot, return answers per second; with profile, py-spy
-    records the bot (collapsed stacks, idle samples kept) into that file."""
+    records the bot (collapsed stacks of CPU samples, per thread) into that file."""
     for n in range(users):
         fake.user_message(FIRST_USER + n, "/help")
     before = fake.sent_total
@@ -59,12 +68,12 @@ async def measure(fake: FakeTelegram, users: int, command: list[str], env: dict[
     bot = subprocess.Popen(command, env=env, cwd=workdir, stdout=log,  # noqa: ASYNC220
                            stderr=subprocess.STDOUT)
     spy = None
-    if profile:
-        spy = subprocess.Popen(["py-spy", "record", "--pid", str(bot.pid),  # noqa: ASYNC220
-                                "--format", "raw",
-                                "--rate", "250", "--idle", "--output", profile],
-                               stdout=log, stderr=subprocess.STDOUT)
     try:
+        if profile:
+            spy = subprocess.Popen([py_spy(), "record", "--pid", str(bot.pid),  # noqa: ASYNC220
+                                    "--format", "raw", "--rate", "250", "--threads",
+                                    "--output", profile],
+                                   stdout=log, stderr=subprocess.STDOUT)
         try:  # the fake re-checks after every call it answers: no polling here
             await fake.wait_for(lambda: fake.updates_served > 0, 120)
             start = time.monotonic()
