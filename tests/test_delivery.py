@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import select
 
@@ -186,3 +188,20 @@ async def test_a_sent_mark_does_not_wait_for_company_when_no_other_send_is_in_fl
         return [r.status for r in await _rows(sessions)] == [OutboxStatus.SENT]
 
     await eventually(recorded)
+
+
+async def test_updates_handled_together_keep_one_chats_order(
+        app: App, fake_telegram: FakeTelegram, sessions) -> None:
+    """Two updates of one chat in one batch: the second waits for the first (never both in
+    one go, never a deadlock on the chat's own lock); both answered, in order; a repeat of
+    an event already handled is reported as such."""
+    first = Inbound(channel="telegram", external_id="706", event_id="9001", command="help")
+    second = Inbound(channel="telegram", external_id="706", event_id="9002", text="xin chào")
+    other = Inbound(channel="telegram", external_id="707", event_id="9003", command="help")
+    outcomes = await asyncio.wait_for(
+        app.dispatcher.handle_together([first, second, other]), 10)
+    assert outcomes == [True, True, True]
+    assert await app.dispatcher.handle_together([first, other]) == [False, False]
+    help_text = (await fake_telegram.wait_texts(707, 1))[0]
+    texts = await fake_telegram.wait_texts(706, 2)
+    assert texts[0] == help_text and texts[1] != help_text

@@ -155,13 +155,20 @@ class Dispatcher:
         answer these cost more than the handling itself. When anything goes wrong the whole
         transaction is rolled back and each update is handled alone, as handle() would: a
         failing update gets its apology, the others their answers. An update whose chat is
-        busy (another delivery of the chat in hand) is handled alone, after it.
+        busy (another delivery of the chat in hand), or that repeats a chat of this batch, is
+        handled alone, after it.
         """
         inbounds = [sanitise(i) for i in inbounds]
         flooding = [self.flood.flooding(i.channel, i.external_id) for i in inbounds]
         outcomes: list[bool | Deferred | None] = [None] * len(inbounds)
         if len(inbounds) > 1:
-            free = [n for n, inbound in enumerate(inbounds) if not self._lock(inbound).locked()]
+            free: list[int] = []
+            chats: set[tuple[str, str]] = set()
+            for n, inbound in enumerate(inbounds):
+                chat = (inbound.channel, inbound.external_id)
+                if chat not in chats and not self._lock(inbound).locked():
+                    chats.add(chat)  # a chat's second update waits for its first, alone
+                    free.append(n)
             locks = [self._lock(inbounds[n]) for n in free]
             for lock in locks:
                 await lock.acquire()  # free: taken at once, nothing runs in between
