@@ -85,7 +85,10 @@ async def measure(fake: FakeTelegram, users: int, command: list[str], env: dict[
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
-            spy.wait(60)
+            try:
+                spy.wait(60)
+            except subprocess.TimeoutExpired:  # never leave the bot running for py-spy
+                spy.kill()
         bot.terminate()
         try:
             bot.wait(60)
