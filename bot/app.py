@@ -27,7 +27,7 @@ from bot.core.messages import Inbound
 from bot.core.metrics import Metrics, lane
 from bot.core.settings import Settings
 from bot.core.worker import DeliveryWorker
-from bot.services import health, retention
+from bot.services import health, outreach, retention
 from bot.services.cases import alert_unreachable
 from bot.services.codes import USERNAME_KEY
 from bot.services.health import Snapshot
@@ -139,7 +139,8 @@ class App:
                                          self._job(self.report_tick),
                                          self._job(self.period_tick),
                                          self._job(self.reports.forget_expired),
-                                         self._job(self.retention_tick))
+                                         self._job(self.retention_tick),
+                                         self._job(self.outreach_tick))
         self._runner: web.AppRunner | None = None
         self.waiting: dict[str, asyncio.Task[None]] = {}  # channels still being started
         self.http_port: int | None = None
@@ -209,6 +210,15 @@ class App:
         except Exception:
             _LOGGER.exception("Retention failed; it runs again tomorrow (or on the next start)")
             return None
+
+    async def outreach_tick(self) -> int:
+        """Count the awareness messages sent since the last count (bot/services/outreach.py)."""
+        try:
+            return await outreach.roll_up(self.sessions, cutoff=self.settings.report_cutoff_day,
+                                          tz=self.settings.tz)
+        except Exception:
+            _LOGGER.exception("The outreach count failed; it runs again next minute")
+            return 0
 
     async def report_tick(self) -> int:
         """Build the statistics reports waiting to be built, and send them."""

@@ -28,6 +28,7 @@ async def purge_seen_events(sessions: async_sessionmaker, clock: Clock) -> int:
 REPORT_SECONDS = 2.0  # a report asked for in the chat is built within this (plus its build)
 PERIOD_MINUTES = 10  # how soon after a period closes its reports are asked for
 RETENTION_FIRST = timedelta(minutes=5)  # the first retention run after a start
+OUTREACH_SECONDS = 60.0  # how often sent awareness messages are counted (reports add the rest)
 
 
 def build_scheduler(sessions: async_sessionmaker, clock: Clock, timezone: str,
@@ -38,7 +39,8 @@ def build_scheduler(sessions: async_sessionmaker, clock: Clock, timezone: str,
                     report_tick: Callable[[], Awaitable[object]],
                     period_tick: Callable[[], Awaitable[object]],
                     report_files_tick: Callable[[], Awaitable[object]],
-                    retention_tick: Callable[[], Awaitable[object]]) -> AsyncIOScheduler:
+                    retention_tick: Callable[[], Awaitable[object]],
+                    outreach_tick: Callable[[], Awaitable[object]]) -> AsyncIOScheduler:
     """Create the scheduler: the case clock, the campaign clock, the report clocks, and
     housekeeping.
 
@@ -57,6 +59,8 @@ def build_scheduler(sessions: async_sessionmaker, clock: Clock, timezone: str,
                       next_run_time=clock.now())
     scheduler.add_job(report_files_tick, "interval", hours=1, id="report-files",
                       coalesce=True, max_instances=1, misfire_grace_time=3600)
+    scheduler.add_job(outreach_tick, "interval", seconds=OUTREACH_SECONDS, id="outreach",
+                      coalesce=True, max_instances=1, misfire_grace_time=None)
     scheduler.add_job(media_tick, "interval", minutes=1, id="keep-remote-media",
                       coalesce=True, max_instances=1, misfire_grace_time=300)
     scheduler.add_job(purge_seen_events, "interval", hours=6, args=[sessions, clock],

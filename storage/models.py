@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     TypeDecorator,
@@ -214,6 +215,44 @@ class SchoolParents(Base):
 
     school_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     parents: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ReachYear(Base):
+    """Which reporting months of one reporting year awareness messages reached a person in
+    (bit m-1 for month m), and the area the year's first one went to: the outreach figures
+    are kept as messages are sent (bot/services/outreach.py), not counted per report from
+    millions of sent messages. Keyed by the reporting periods' cut-off day (a setting)."""
+
+    __tablename__ = "reach_years"
+
+    person_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    cutoff: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    year: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    area_id: Mapped[int] = mapped_column(Integer)
+    months: Mapped[int] = mapped_column(Integer)
+
+
+class ReachCount(Base):
+    """People first reached in a reporting period (its label: 2026-11, 2026-Q3, 2026-H1,
+    2026), per area and role ("" for people of any role), each counted once, in the area of
+    their reporting year's first message."""
+
+    __tablename__ = "reach_counts"
+
+    cutoff: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    period: Mapped[str] = mapped_column(String(16), primary_key=True)
+    area_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+    people: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ReachState(Base):
+    """How far the outreach roll-up has read the sent awareness messages, per cut-off day."""
+
+    __tablename__ = "reach_state"
+
+    cutoff: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    rolled_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Invitation(Base):

@@ -36,6 +36,8 @@ from storage.models import (
     OutboxStatus,
     Person,
     Priority,
+    ReachCount,
+    ReachYear,
     Role,
     RoleAssignment,
     School,
@@ -726,3 +728,160 @@ async def test_parents_per_school_follow_every_change_to_a_registration(director
             .join(RoleAssignment, RoleAssignment.school_id == School.id)
             .where(RoleAssignment.role == Role.PARENT).group_by(School.code))).all())
     assert {code: n for code, n in moved_q4.items() if n} == counted
+
+
+# ---- outreach kept as messages are sent -------------------------------------------------------
+
+async def _brute_outreach(sessions, period: periods.Period) -> tuple[dict, dict]:
+    """Outreach counted off the sent messages themselves, the slow way: per row (the district,
+    by the area of the person's first message of the reporting year) and in all, people and
+    people per role."""
+    year_start, year_end = periods.year(int(period.label[:4])).bounds(TZ)
+    start, end = period.bounds(TZ)
+    async with sessions() as session:
+        rows = (await session.execute(
+            select(Outbox.sent_at, Outbox.id, Area.code, Area.parent_id, Account.person_id)
+            .join(Account, Account.id == Outbox.account_id).join(Area, Area.id == Outbox.area_id)
+            .where(Outbox.sent_at.is_not(None), Outbox.campaign_run_id.is_not(None))
+            .order_by(Outbox.sent_at, Outbox.id))).all()
+        roles: dict[int, set[str]] = {}
+        for person, role in await session.execute(
+                select(RoleAssignment.person_id, RoleAssignment.role)):
+            roles.setdefault(person, set()).add(role)
+    district = {"HX": "QH", "PL": "QH", "QH": "QH", "BT": "BT"}
+    first_area: dict[int, str] = {}
+    reached: set[int] = set()
+    for sent_at, _id, code, _parent, person in rows:
+        if year_start <= sent_at < year_end:
+            first_area.setdefault(person, district[code])
+            if start <= sent_at < end:
+                reached.add(person)
+    per_row: dict[tuple[str, str], int] = {}
+    total: dict[str, int] = {}
+    for person in reached:
+        for role in ("", *roles.get(person, ())):
+            per_row[(first_area[person], role)] = per_row.get((first_area[person], role), 0) + 1
+            total[role] = total.get(role, 0) + 1
+    return per_row, total
+
+
+async def _outreach_of(sessions, spec: str) -> tuple[dict, dict]:
+    report = await _stats(sessions, ADMIN_PHONE, spec, now="2026-12-20 12:00")
+    per_row: dict[tuple[str, str], int] = {}
+    for row in report.rows:
+        if row.outreach_people:
+            per_row[(row.code, "")] = row.outreach_people
+        per_row.update({(row.code, role): n for role, n in row.outreach.items() if n})
+    total = {role: n for role, n in report.total.outreach.items() if n}
+    if report.total.outreach_people:
+        total[""] = report.total.outreach_people
+    return per_row, total
+
+
+async def test_outreach_kept_as_messages_are_sent_equals_a_count_of_the_messages(
+        admin, sessions) -> None:
+    """Awareness messages over a reporting year and either side of it, counted by the roll-up
+    in passes of a few messages (some read twice, one committed late, some not read yet when
+    the report asks): every month, quarter, half and the year show each person reached once,
+    in the district of their year's first message, under each of their roles."""
+    import random
+
+    from bot.services import outreach
+
+    rng = random.Random(20261207)
+    async with sessions() as session, session.begin():
+        areas = {a.code: a.id for a in (await session.execute(select(Area))).scalars()}
+        school = (await session.execute(select(School).where(School.code == "TH-PL"))
+                  ).scalar_one()
+        for n in range(11):  # more parents; the first is also the school's liaison
+            parent = Person(created_at=local("2025-11-01 08:00"))
+            session.add(parent)
+            await session.flush()
+            for role in (Role.PARENT, Role.LIAISON) if n == 0 else (Role.PARENT,):
+                session.add(RoleAssignment(person_id=parent.id, role=role, school_id=school.id,
+                                           created_at=local("2025-11-01 08:00")))
+            session.add(Account(channel="telegram", external_id=f"77{n}", person_id=parent.id,
+                                created_at=local("2025-11-01 08:00"), code_failures=0))
+        accounts = [(a.id, a.external_id) for a in (await session.execute(
+            select(Account).where(Account.person_id.is_not(None)).order_by(Account.id)))
+            .scalars()]
+    first = local("2025-12-10 00:00")
+    instants = sorted(first + timedelta(minutes=rng.randrange(0, 380 * 24 * 60))
+                      for _ in range(150))
+    instants += [local("2025-12-15 00:00"), local("2026-03-14 23:59"), local("2026-03-15 00:00")]
+    instants.sort()
+    instants[40] = instants[41]  # two messages in one instant (one commit marks both sent)
+    messages = [(at, *rng.choice(accounts[:-1]), rng.choice(["HX", "PL", "QH", "BT"]))
+                for at in instants]
+    chunks = [messages[:60], messages[60:110], messages[110:]]
+    # One committed late: sent half a minute before the first pass stopped, to the one
+    # parent nothing else reaches.
+    chunks[1].append((chunks[0][-1][0] - timedelta(seconds=30), *accounts.pop(), "BT"))
+    specs = [f"2026-{m:02d}" for m in range(1, 13)] + [f"2026-Q{q}" for q in range(1, 5)] + [
+        "2026-H1", "2026-H2", "2026"]
+
+    async def send(chunk) -> None:
+        async with sessions() as session, session.begin():
+            for at, account_id, chat, code in chunk:
+                session.add(Outbox(
+                    idempotency_key=f"campaign:{at.isoformat()}:{chat}:{rng.random()}",
+                    account_id=account_id, channel="telegram", chat_id=chat,
+                    priority=Priority.CAMPAIGN, payload={"text": "Tuyên truyền"},
+                    status=OutboxStatus.SENT, attempts=1, next_attempt_at=at, created_at=at,
+                    sent_at=at, campaign_run_id=1, area_id=areas[code]))
+
+    async def every_period_agrees(stage: str) -> None:
+        for spec in specs:
+            expected = await _brute_outreach(sessions, periods.parse(spec))
+            assert await _outreach_of(sessions, spec) == expected, (stage, spec)
+
+    def roll() -> object:
+        return outreach.roll_up(sessions, cutoff=15, tz=TZ, batch=7)
+
+    await send(chunks[0])
+    assert await roll() == len(chunks[0])
+    assert await roll() > 0  # the margin read again: nothing counted twice
+    await send(chunks[1])
+    await every_period_agrees("the second part not read yet")
+    assert await roll() >= len(chunks[1])
+    await send(chunks[2])
+    await every_period_agrees("the third part not read yet")
+    await roll()
+    await every_period_agrees("everything read")
+    async with sessions() as session:
+        kept = (await session.execute(select(func.sum(ReachCount.people)).where(
+            ReachCount.period == "2026", ReachCount.role == ""))).scalar_one()
+    _, total = await _brute_outreach(sessions, periods.parse("2026"))
+    assert kept == total[""] > 10  # read from the kept counts, not only the unread part
+
+
+async def test_erasure_forgets_the_months_that_reached_a_person_and_keeps_the_counts(
+        admin, sessions) -> None:
+    from bot.services import outreach
+    from bot.services.people import erase
+
+    async with sessions() as session, session.begin():
+        hx = (await session.execute(select(Area.id).where(Area.code == "HX"))).scalar_one()
+        account = (await session.execute(select(Account).where(
+            Account.external_id == str(PARENT_HX)))).scalar_one()
+        at = local("2026-08-01 09:00")
+        session.add(Outbox(idempotency_key="campaign:erase", account_id=account.id,
+                           channel="telegram", chat_id=str(PARENT_HX),
+                           priority=Priority.CAMPAIGN, payload={"text": "Tuyên truyền"},
+                           status=OutboxStatus.SENT, attempts=1, next_attempt_at=at,
+                           created_at=at, sent_at=at, campaign_run_id=1, area_id=hx))
+    assert await outreach.roll_up(sessions, cutoff=15, tz=TZ) == 1
+    async with sessions() as session, session.begin():
+        person = (await session.get(Account, account.id)).person
+        await session.refresh(person, ["roles"])
+        assert (await session.execute(select(func.count()).select_from(ReachYear).where(
+            ReachYear.person_id == person.id))).scalar_one() == 1
+        service = CaseService(session, now=local("2026-09-01 09:00"), tz=TZ,
+                              default_language="vi")
+        await erase(session, person, service, Actor(None, "cli"), local("2026-09-01 09:00"))
+    async with sessions() as session:
+        assert (await session.execute(select(func.count()).select_from(ReachYear))
+                ).scalar_one() == 0
+    per_row, total = await _outreach_of(sessions, "2026-Q3")
+    # Counted as they were when the message was read: a parent, reached in Q3.
+    assert total == {"": 1, "parent": 1} and per_row == {("QH", ""): 1, ("QH", "parent"): 1}

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.core.messages import Outbound
 from bot.core.outbox import enqueue
 from bot.services import audit as audit_log
+from bot.services import outreach
 from bot.services.cases import Actor, CaseService, bind_reporter, record, reported_by_person
 from bot.services.directory import deactivate
 from bot.services.retention import PURGED
@@ -181,6 +182,7 @@ async def erase(session: AsyncSession, person: Person, cases: CaseService, actor
         Invitation.person_id == person.id, Invitation.revoked_at.is_(None)).values(
         revoked_at=now))
     await session.execute(delete(LinkCode).where(LinkCode.person_id == person.id))
+    await session.execute(outreach.forget(person.id))
     await session.execute(delete(ConsoleLink).where(ConsoleLink.person_id == person.id))
     await session.execute(update(ConsoleSession).where(
         ConsoleSession.person_id == person.id, ConsoleSession.ended_at.is_(None)).values(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -40,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.services import outreach as outreach_kept
 from bot.services.periods import Period
 from storage.models import (
     CATEGORIES,
@@ -48,6 +49,7 @@ from storage.models import (
     Incident,
     IncidentEvent,
     Outbox,
+    ReachCount,
     Role,
     RoleAssignment,
     School,
@@ -480,9 +482,39 @@ async def compute(session: AsyncSession, period: Period, root: Area | None, *, n
     total_reach: dict[str, int] = {}
     reach_all: list[int] = []
 
-    async def outreach(session: AsyncSession) -> None:
+    async def kept_outreach(session: AsyncSession) -> None:
         """People who were sent at least one awareness message in the period, per row and
-        role, per row, per role and in all: one statement over the distinct (row, person)
+        role: the counts the outreach roll-up keeps, with what it has not read yet (see
+        bot/services/outreach.py). Each person is in one row, so rows add up."""
+        cutoff = period.first.day  # a standard period starts on the cut-off day
+        counts: Counter[tuple[int, str]] = Counter()
+        for top, role, n in await _read(session,
+                select(tree.c.top, ReachCount.role, func.sum(ReachCount.people))
+                .join(tree, tree.c.id == ReachCount.area_id)
+                .where(ReachCount.cutoff == cutoff, ReachCount.period == period.label)
+                .group_by(tree.c.top, ReachCount.role)):
+            counts[(top, role)] += int(n)
+        unread = await outreach_kept.pending(session, cutoff=cutoff, tz=tz,
+                                             label=period.label, before=end)
+        if unread:
+            tops_of = dict((await _read(session, select(tree.c.id, tree.c.top).where(
+                tree.c.id.in_(sorted({area for area, _ in unread}))))).all())
+            for (area, role), n in unread.items():
+                if area in tops_of:
+                    counts[(tops_of[area], role)] += n
+        for (top, role), n in counts.items():
+            if role == outreach_kept.ANY_ROLE:
+                row(top).outreach_people += n
+                reach_all.append(n)
+            else:
+                row(top).outreach[role] = row(top).outreach.get(role, 0) + n
+                total_reach[role] = total_reach.get(role, 0) + n
+
+    async def outreach(session: AsyncSession) -> None:
+        """A custom range's people who were sent at least one awareness message in it, per
+        row and role, per row, per role and in all, read off the messages themselves (the
+        roll-up keeps standard periods only; here a person reached in two rows is in both):
+        one statement over the distinct (row, person)
         pairs, which both databases materialise once. Rows that are distinct already are
         counted as they are; the totals across rows take their own distinct (a hash, where
         COUNT(DISTINCT) sorts)."""
@@ -539,7 +571,8 @@ async def compute(session: AsyncSession, period: Period, root: Area | None, *, n
             schools.append(SchoolReach(code, name, area_name, n))
 
     # The heaviest first: on PostgreSQL they run side by side, the lightest filling in.
-    await _side_by_side(session, [outreach, receipts, acknowledgement, parents_by_school,
+    await _side_by_side(session, [outreach if period.kind == "custom" else kept_outreach,
+                                  receipts, acknowledgement, parents_by_school,
                                   processed, backlog, year_earlier])
     for top, r in rows.items():
         r.ack_median_minutes, r.ack_p90_minutes = ranks.get(top, (None, None))
