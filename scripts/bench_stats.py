@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sqlalchemy import func, insert, select
 
-from bot.services import periods
+from bot.services import outreach, periods
 from bot.services.statistics import compute
 from scripts.bench_campaign import reset_schema
 from storage import db
@@ -135,14 +135,15 @@ async def generate(sessions, areas: int, schools: int, cases: int, parents: int,
     await insert_batches(sessions, RoleAssignment, (
         {"person_id": p + 1, "role": Role.PARENT, "school_id": parent_school[p] + 1,
          "created_at": start} for p in range(parents)), "parents' roles", parents)
-    # One awareness message a quarter to every parent, over the two years' last quarters.
+    # One awareness message a quarter to every parent, over the two years' last quarters,
+    # sent at Telegram's 30 a second (5,000,000 take two days).
     sends = parents * quarters_sent
     skipped = 8 - quarters_sent
 
     def outbox_rows():
         for n in range(sends):
             p = n % parents
-            at = start + timedelta(days=91 * (skipped + n // parents) + 1)
+            at = start + timedelta(days=91 * (skipped + n // parents) + 1, seconds=p / 30)
             yield {"idempotency_key": f"bench:{n}", "account_id": p + 1,
                    "channel": "telegram", "chat_id": str(10_000 + p),
                    "priority": Priority.CAMPAIGN, "payload": {"text": "."},
@@ -223,6 +224,13 @@ async def main() -> None:
                        args.quarters_sent)
         await analyze(engine)
         print(f"generated in {time.perf_counter() - began:.0f} s")
+    # What the leader's outreach clock does every minute as messages are sent; here, once,
+    # for every message generated (nothing when --keep finds it done).
+    began = time.perf_counter()
+    read = await outreach.roll_up(sessions, cutoff=periods.DECREE_CUTOFF_DAY, tz=TZ)
+    seconds = time.perf_counter() - began
+    print(f"outreach roll-up: {read:,} sent messages read in {seconds:.1f} s"
+          + (f" ({read / seconds:,.0f}/s)" if read else ""))
     await engine.dispose()
     # Timed the way the app reads them: on the read-only engine the report clock uses.
     engine = db.create_engine(url, read_only=True)

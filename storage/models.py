@@ -253,6 +253,7 @@ class ReachState(Base):
 
     cutoff: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
     rolled_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_id: Mapped[int | None] = mapped_column(BigInteger())  # the last message it read
 
 
 class Invitation(Base):

@@ -47,6 +47,7 @@ def upgrade() -> None:
         "reach_state",
         sa.Column("cutoff", sa.SmallInteger(), autoincrement=False, nullable=False),
         sa.Column("rolled_until", sa.DateTime(), nullable=True),
+        sa.Column("last_id", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("cutoff", name=op.f("pk_reach_state")),
     )
 
