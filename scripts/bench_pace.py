@@ -192,7 +192,8 @@ async def run(args: argparse.Namespace) -> None:
     print(f"campaign rate:         {rate:.2f}/s = {rate / args.rate:.1%} of {args.rate:g}/s")
     print(f"all sends:             {total_rate:.2f}/s = {total_rate / args.rate:.1%} of the limit "
           "(the campaign shares it with the reports' answers and alerts)")
-    print(f"429 answers:           {fake.too_many}")
+    print(f"429 answers:           {fake.too_many} ({fake.too_many_chat} for a chat's "
+          f"second within a second, the rest for the bot's 31st)")
     print(f"alerts while queueing: p50 {pct(queue_latencies, 50):.0f} ms, "
           f"p99 {pct(queue_latencies, 99):.0f} ms ({len(queue_latencies)} alerts)")
     print(f"alerts after queueing: p50 {pct(run_latencies, 50):.0f} ms, "

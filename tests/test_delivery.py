@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
 
 from bot.app import App
 from bot.core.clock import FakeClock
-from bot.core.messages import Inbound
-from storage.models import Account, Outbox, OutboxStatus
+from bot.core.messages import Inbound, inbound_to_payload
+from storage.models import Account, InboxItem, Outbox, OutboxStatus
 from tests.auxil.fake_telegram import FakeTelegram
 from tests.auxil.helpers import account, eventually
 
@@ -198,6 +199,10 @@ async def test_updates_handled_together_keep_one_chats_order(
     first = Inbound(channel="telegram", external_id="706", event_id="9001", command="help")
     second = Inbound(channel="telegram", external_id="706", event_id="9002", text="xin chào")
     other = Inbound(channel="telegram", external_id="707", event_id="9003", command="help")
+    async with sessions() as session, session.begin():  # stored, as the inbox hands them on
+        session.add_all(InboxItem(channel=i.channel, event_id=i.event_id,
+                                  inbound=inbound_to_payload(i), received_at=datetime.now(UTC))
+                        for i in (first, second, other))
     outcomes = await asyncio.wait_for(
         app.dispatcher.handle_together([first, second, other]), 10)
     assert outcomes == [True, True, True]

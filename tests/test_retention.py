@@ -169,3 +169,15 @@ def _keys_back():
     yield  # the command line configures the keys of this process again
     crypto.configure([TEST_DATA_KEY])
     crypto.configure_relay(TEST_RELAY_KEY)
+
+
+def test_handled_updates_are_kept_at_least_a_day() -> None:
+    """A handled update's inbox row is what tells a messenger's redelivery from a new update:
+    it may not be deleted sooner than a messenger redelivers."""
+    from pydantic import ValidationError
+
+    from bot.core.settings import Settings
+
+    with pytest.raises(ValidationError, match="at least 1"):
+        Settings(_env_file=None, retention_inbox_days=0.5)  # type: ignore[call-arg]
+    assert Settings(_env_file=None, retention_inbox_days=1).retention_inbox_days == 1  # type: ignore[call-arg]

@@ -242,11 +242,16 @@ class Dispatcher:
             return await work()
 
     async def _record(self, session: AsyncSession, inbound: Inbound, from_inbox: bool) -> bool:
-        """Record the event as handled in this transaction; False if it was already."""
+        """Record the event as handled in this transaction; False if it was already.
+
+        A stored update is marked handled on its inbox row, which says whether it was handled
+        before (a redelivery finds the row of its first delivery: the inbox keeps rows far
+        longer than a messenger redelivers); anything else is recorded as seen."""
         now = self.clock.now()
         if from_inbox:
-            await session.execute(_INBOX_HANDLED, {"b_channel": inbound.channel,
-                                                   "b_event": inbound.event_id, "b_now": now})
+            return (await session.execute(_INBOX_HANDLED, {
+                "b_channel": inbound.channel, "b_event": inbound.event_id,
+                "b_now": now})).rowcount == 1
         stmt = db.insert_ignoring(session.get_bind().dialect.name, InboundSeen,
                                   "channel", "event_id")
         return (await session.execute(stmt, {"channel": inbound.channel,

@@ -133,6 +133,16 @@ class Settings(BaseSettings):
             raise ValueError("must be more than 0 (how long data is kept)")
         return value
 
+    @field_validator("retention_inbox_days")
+    @classmethod
+    def _inbox_outlives_redelivery(cls, value: float) -> float:
+        # A handled update's inbox row is what tells a redelivery of it from a new update:
+        # Telegram keeps an unconfirmed update for 24 hours.
+        if value < 1:
+            raise ValueError("must be at least 1 (a messenger may deliver an update again "
+                             "within a day; its stored row keeps it from being handled twice)")
+        return value
+
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str | None) -> str | None:

@@ -45,6 +45,7 @@ class FakeTelegram(LoopbackServer):
     # the last second, or its chat already got one within the last second.
     strict_rate: int | None = None
     too_many: int = 0  # sends refused that way
+    too_many_chat: int = 0  # … of which because their chat had one within the second
     _arrivals: deque = field(default_factory=deque)
     _chat_last: dict[str, float] = field(default_factory=dict)
     watch: set[int] = field(default_factory=set)  # chats whose arrival times are kept
@@ -240,8 +241,10 @@ class FakeTelegram(LoopbackServer):
         while self._arrivals and self._arrivals[0] <= now - 1.0:
             self._arrivals.popleft()
         last = self._chat_last.get(chat)
-        if len(self._arrivals) >= (self.strict_rate or 0) or \
-                (last is not None and now - last < 1.0):
+        if last is not None and now - last < 1.0:
+            self.too_many_chat += 1
+            return True
+        if len(self._arrivals) >= (self.strict_rate or 0):
             return True
         self._arrivals.append(now)
         self._chat_last[chat] = now
