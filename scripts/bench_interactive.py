@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.bench_campaign import reset_schema
+from scripts.bench_pace import cpu_seconds
 from storage import crypto
 from tests.auxil.fake_telegram import FakeTelegram
 
@@ -58,9 +59,10 @@ def py_spy() -> str:
 
 
 async def measure(fake: FakeTelegram, users: int, command: list[str], env: dict[str, str],
-                  workdir: Path, name: str, profile: str | None = None) -> float:
-    """Queue users x /help, start the bot, return answers per second; with profile, py-spy
-    records the bot (collapsed stacks of CPU samples, per thread) into that file."""
+                  workdir: Path, name: str, profile: str | None = None) -> tuple[float, float]:
+    """Queue users x /help, start the bot, return answers per second and the bot's CPU
+    milliseconds per answer (steadier than the rate on a shared machine); with profile,
+    py-spy records the bot (collapsed stacks of CPU samples, per thread) into that file."""
     for n in range(users):
         fake.user_message(FIRST_USER + n, "/help")
     before = fake.sent_total
@@ -76,12 +78,13 @@ async def measure(fake: FakeTelegram, users: int, command: list[str], env: dict[
                                    stdout=log, stderr=subprocess.STDOUT)
         try:  # the fake re-checks after every call it answers: no polling here
             await fake.wait_for(lambda: fake.updates_served > 0, 120)
-            start = time.monotonic()
+            start, cpu = time.monotonic(), cpu_seconds(bot.pid)
             await fake.wait_for(lambda: fake.sent_total - before >= users, 600)
+            elapsed, cpu = time.monotonic() - start, cpu_seconds(bot.pid) - cpu
         except TimeoutError:
             raise SystemExit(f"only {fake.sent_total - before} of {users} answered "
                              f"(bot exit code {bot.poll()}): see {log.name}") from None
-        return users / (time.monotonic() - start)
+        return users / elapsed, cpu * 1000 / users
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
@@ -110,7 +113,7 @@ async def run(args: argparse.Namespace) -> None:
     try:
         echo = workdir / "echo_bot.py"
         echo.write_text(ECHO_BOT)
-        bare = await measure(fake, args.users, [sys.executable, str(echo), fake.token,
+        bare, bare_cpu = await measure(fake, args.users, [sys.executable, str(echo), fake.token,
                                                 fake.api_url], base, workdir, "bare")
         ours_env = {**base, "SAFESCHOOL_DATABASE_URL": url,
                     "SAFESCHOOL_TELEGRAM_TOKEN": fake.token,
@@ -118,17 +121,18 @@ async def run(args: argparse.Namespace) -> None:
                     "SAFESCHOOL_TELEGRAM_POLL_TIMEOUT": "1", "SAFESCHOOL_HTTP_PORT": "0",
                     "SAFESCHOOL_TELEGRAM_RATE_PER_SECOND": "10000",
                     "SAFESCHOOL_OUTBOX_CONCURRENCY": str(args.concurrency)}
-        ours = await measure(fake, args.users, [sys.executable, "-m", "bot", "run",
+        ours, ours_cpu = await measure(fake, args.users, [sys.executable, "-m", "bot", "run",
                                                 "--log-level", "WARNING"], ours_env, workdir,
                              "ours", args.profile)
     finally:
         await fake.close()
     print(f"users:                 {args.users:,}, each sending /help once")
-    print(f"bare PTB echo bot:     {bare:.0f} answers/s (nothing stored)")
-    print(f"SafeSchool Link:       {ours:.0f} answers/s ({url.split(':')[0]}; stored first, "
-          "outbox, worker)")
+    print(f"bare PTB echo bot:     {bare:.0f} answers/s, {bare_cpu:.2f} ms CPU an answer "
+          "(nothing stored)")
+    print(f"SafeSchool Link:       {ours:.0f} answers/s, {ours_cpu:.2f} ms CPU an answer "
+          f"({url.split(':')[0]}; stored first, outbox, worker)")
     print(f"SUMMARY users={args.users} bare={bare:.0f}/s ours={ours:.0f}/s "
-          f"ratio={ours / bare:.2f}")
+          f"ratio={ours / bare:.2f} cpu_ms={ours_cpu:.2f} bare_cpu_ms={bare_cpu:.2f}")
 
 
 def main() -> None:

@@ -10,9 +10,10 @@ import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import make_transient_to_detached
 
 from bot.core.channel import STRANGER_MENU_LANGUAGE, profile_of
 from bot.core.clock import Clock
@@ -68,6 +69,10 @@ _INBOX_HANDLED = (update(_INBOX)
                          _INBOX.c.event_id == bindparam("b_event"),
                          _INBOX.c.processed_at.is_(None))
                   .values(processed_at=bindparam("b_now", type_=_INBOX.c.processed_at.type)))
+_NEW_ACCOUNT = insert(Account.__table__).returning(Account.__table__.c.id)
+# Every column of a new account, so none is left to load later.
+_NEW_ACCOUNT_VALUES: dict[str, Any] = {
+    **{c.key: None for c in Account.__table__.c if c.key != "id"}, "code_failures": 0}
 _ACCOUNT_OF_CHAT = select(Account).where(Account.channel == bindparam("b_channel"),
                                          Account.external_id == bindparam("b_external"))
 
@@ -311,12 +316,16 @@ class Dispatcher:
                                                           "b_external": inbound.external_id})
         account = result.scalar_one_or_none()
         if account is None:
+            # Inserted by one plain statement and handed to the session as if just read: the
+            # unit of work flushing a new object took a tenth of the CPU of a first message.
+            values = dict(_NEW_ACCOUNT_VALUES, channel=inbound.channel,
+                          external_id=inbound.external_id, display_name=inbound.display_name,
+                          created_at=now, last_seen_at=now)
+            values["id"] = (await session.execute(_NEW_ACCOUNT, values)).scalar_one()
             # person=None: a new account has nobody linked yet, so reading it needs no query
-            account = Account(channel=inbound.channel, external_id=inbound.external_id,
-                              display_name=inbound.display_name, created_at=now, code_failures=0,
-                              last_seen_at=now, person=None)
+            account = Account(**values, person=None)
+            make_transient_to_detached(account)
             session.add(account)
-            await session.flush()
             return account, True
         account.last_seen_at = now
         if account.blocked_at is not None:
