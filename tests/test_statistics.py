@@ -732,6 +732,17 @@ async def test_parents_per_school_follow_every_change_to_a_registration(director
 
 # ---- outreach kept as messages are sent -------------------------------------------------------
 
+@pytest.mark.parametrize("cutoff", [1, 15, 28])
+def test_the_roll_ups_month_of_a_day_is_the_reporting_month_containing_it(cutoff) -> None:
+    from bot.services import outreach
+
+    day = date(2025, 1, 1)
+    while day < date(2027, 1, 1):
+        year, number = outreach.month_of(day, cutoff)
+        assert periods.month(year, number, cutoff) == periods.containing("month", day, cutoff)
+        day += timedelta(days=1)
+
+
 async def _brute_outreach(sessions, period: periods.Period) -> tuple[dict, dict]:
     """Outreach counted off the sent messages themselves, the slow way: per row (the district,
     by the area of the person's first message of the reporting year) and in all, people and

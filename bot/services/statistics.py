@@ -490,7 +490,7 @@ async def compute(session: AsyncSession, period: Period, root: Area | None, *, n
         counts: Counter[tuple[int, str]] = Counter()
         for top, role, n in await _read(session,
                 select(tree.c.top, ReachCount.role, func.sum(ReachCount.people))
-                .join(tree, tree.c.id == ReachCount.area_id)
+                .select_from(ReachCount).join(tree, tree.c.id == ReachCount.area_id)
                 .where(ReachCount.cutoff == cutoff, ReachCount.period == period.label)
                 .group_by(tree.c.top, ReachCount.role)):
             counts[(top, role)] += int(n)
