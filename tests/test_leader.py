@@ -252,6 +252,38 @@ async def test_the_clock_jobs_run_on_the_leader_only(app, directory, sessions, c
     assert "CHƯA AI TIẾP NHẬN" in told
 
 
+async def test_the_leader_counts_the_awareness_messages_sent(app, directory, sessions,
+                                                             clock) -> None:
+    """The outreach clock (every minute) reads sent awareness messages into the kept
+    counts, on the leader only."""
+    from bot.services import periods
+    from storage.models import Account, OutboxStatus, Priority, ReachCount
+
+    await link_everyone(sessions, clock)
+    now = clock.now()
+    async with sessions() as session, session.begin():
+        account = (await session.execute(select(Account).where(
+            Account.external_id == str(LIAISON_HX)))).scalar_one()
+        area = (await session.execute(select(Area.id).where(Area.code == "HX"))).scalar_one()
+        session.add(Outbox(idempotency_key="campaign:leader", account_id=account.id,
+                           channel="telegram", chat_id=str(LIAISON_HX),
+                           priority=Priority.CAMPAIGN, payload={"text": "Tuyên truyền"},
+                           status=OutboxStatus.SENT, attempts=1, next_attempt_at=now,
+                           created_at=now, sent_at=now, campaign_run_id=1, area_id=area))
+    outreach_clock = app.scheduler.get_job("outreach").func
+    app.leadership._set(False)  # another instance leads now
+    assert await outreach_clock() is None
+    assert await count(sessions, ReachCount) == 0
+    app.leadership._set(True)
+    assert await outreach_clock() == 1
+    async with sessions() as session:
+        year = (await session.execute(select(ReachCount.people).where(
+            ReachCount.period == str(periods.reporting_year_of(
+                now.astimezone(ZoneInfo("Asia/Ho_Chi_Minh")).date())),
+            ReachCount.role == "liaison"))).scalar_one()
+    assert year == 1
+
+
 async def _left_by_a_dead_instance(sessions, received_at: datetime, chat: int) -> None:
     """An update another instance stored (and told the messenger it had), then died."""
     inbound = Inbound(channel="telegram", external_id=str(chat), event_id=f"dead-{chat}",
