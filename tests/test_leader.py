@@ -25,10 +25,19 @@ from bot.app import App
 from bot.cli.keys import KEY_SETTINGS
 from bot.core.messages import Inbound, inbound_to_payload
 from bot.core.worker import ALERT_LANE
-from bot.services import campaigns, escalation
+from bot.services import campaigns, escalation, periods
 from bot.services.directory import import_rows, read_files
 from storage import db
-from storage.models import Area, Campaign, InboxItem, Outbox
+from storage.models import (
+    Account,
+    Area,
+    Campaign,
+    InboxItem,
+    Outbox,
+    OutboxStatus,
+    Priority,
+    ReachCount,
+)
 from tests.auxil.audience import add_parents
 from tests.auxil.console import file_case
 from tests.auxil.directory import write_directory
@@ -256,9 +265,6 @@ async def test_the_leader_counts_the_awareness_messages_sent(app, directory, ses
                                                              clock) -> None:
     """The outreach clock (every minute) reads sent awareness messages into the kept
     counts, on the leader only."""
-    from bot.services import periods
-    from storage.models import Account, OutboxStatus, Priority, ReachCount
-
     await link_everyone(sessions, clock)
     now = clock.now()
     async with sessions() as session, session.begin():

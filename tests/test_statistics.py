@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import random
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -22,9 +23,10 @@ from bot.cli.keys import KEY_SETTINGS
 from bot.core.clock import FakeClock
 from bot.core.i18n import Translator
 from bot.core.settings import Settings
-from bot.services import periods, report_files, stat_reports, statistics
+from bot.services import outreach, periods, report_files, stat_reports, statistics
 from bot.services.cases import Actor, CaseService, Draft, Refused
 from bot.services.directory import normalise_phone
+from bot.services.people import erase
 from schedules.escalation import escalate_due
 from storage import db
 from storage.models import (
@@ -734,8 +736,6 @@ async def test_parents_per_school_follow_every_change_to_a_registration(director
 
 @pytest.mark.parametrize("cutoff", [1, 15, 28])
 def test_the_roll_ups_month_of_a_day_is_the_reporting_month_containing_it(cutoff) -> None:
-    from bot.services import outreach
-
     day = date(2025, 1, 1)
     while day < date(2027, 1, 1):
         year, number = outreach.month_of(day, cutoff)
@@ -796,10 +796,6 @@ async def test_outreach_kept_as_messages_are_sent_equals_a_count_of_the_messages
     pass, some not read yet when the report asks): every month, quarter, half and the year
     show each person reached once, in the district of their year's first message, under each
     of their roles."""
-    import random
-
-    from bot.services import outreach
-
     rng = random.Random(20261207)
     async with sessions() as session, session.begin():
         areas = {a.code: a.id for a in (await session.execute(select(Area))).scalars()}
@@ -870,9 +866,6 @@ async def test_outreach_kept_as_messages_are_sent_equals_a_count_of_the_messages
 
 async def test_erasure_forgets_the_months_that_reached_a_person_and_keeps_the_counts(
         admin, sessions) -> None:
-    from bot.services import outreach
-    from bot.services.people import erase
-
     async with sessions() as session, session.begin():
         hx = (await session.execute(select(Area.id).where(Area.code == "HX"))).scalar_one()
         account = (await session.execute(select(Account).where(
