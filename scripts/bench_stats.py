@@ -225,7 +225,7 @@ async def main() -> None:
         await analyze(engine)
         print(f"generated in {time.perf_counter() - began:.0f} s")
     # What the leader's outreach clock does every minute as messages are sent; here, once,
-    # for every message generated (nothing when --keep finds it done).
+    # for every message generated (with --keep, only the last minute's again).
     began = time.perf_counter()
     read = await outreach.roll_up(sessions, cutoff=periods.DECREE_CUTOFF_DAY, tz=TZ)
     seconds = time.perf_counter() - began

@@ -864,6 +864,21 @@ async def test_outreach_kept_as_messages_are_sent_equals_a_count_of_the_messages
     assert kept == total[""] > 10  # read from the kept counts, not only the unread part
 
 
+async def test_a_report_far_ahead_of_the_count_reads_the_messages_not_its_memory(
+        sessions, scenario, monkeypatch) -> None:
+    """When more messages are unread than a report should hold in memory (the first count
+    after an upgrade, a leader long away), it counts from the messages themselves."""
+    def not_here(*_args, **_kwargs):
+        raise AssertionError("the report tallied the unread messages itself")
+
+    monkeypatch.setattr(outreach, "UNREAD_MAX", 2)  # the scenario has 4 sent, none counted
+    monkeypatch.setattr(outreach, "tally", not_here)
+    report = await _stats(sessions, CHIEF_QH, "2026-Q3")
+    hx, pl = report.rows[0], report.rows[1]
+    assert hx.outreach == {"parent": 1, "liaison": 1} and hx.outreach_people == 2
+    assert report.total.outreach_people == 2 and pl.outreach_people == 0
+
+
 async def test_erasure_forgets_the_months_that_reached_a_person_and_keeps_the_counts(
         admin, sessions) -> None:
     async with sessions() as session, session.begin():

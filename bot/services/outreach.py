@@ -43,6 +43,7 @@ MARGIN = timedelta(minutes=1)
 # alerts wait for.
 BATCH = {"postgresql": 20_000, "sqlite": 500}
 AMONG = 5_000  # people looked up in one statement
+UNREAD_MAX = 100_000  # messages a report tallies itself (a minute at 1,000 a second: 60,000)
 ANY_ROLE = ""
 # Every reporting period of a year as (label suffix, its months' bits): months, quarters,
 # halves, the year (labels as periods.py writes them: 2026-11, 2026-Q3, 2026-H1, 2026).
@@ -216,16 +217,23 @@ async def roll_up(sessions: async_sessionmaker, *, cutoff: int, tz: Any,
 
 
 async def pending(session: AsyncSession, *, cutoff: int, tz: Any, label: str,
-                  before: datetime) -> Counter[tuple[int, str]]:
+                  before: datetime) -> Counter[tuple[int, str]] | None:
     """The people a period (its label) reached that the roll-up has not counted yet, per
     area and role: the messages sent after the last one it read (up to the period's end,
     `before`), tallied as it would, nothing written. (One whose sending committed late,
-    before that, waits for the next roll-up: a minute.)"""
+    before that, waits for the next roll-up: a minute.)
+
+    None when more than UNREAD_MAX are unread (the first count after an upgrade, a leader
+    long away): tallying millions of messages here would hold them all in memory, so the
+    caller counts from the messages themselves instead."""
     state = (await session.execute(select(ReachState.rolled_until, ReachState.last_id)
                                    .where(ReachState.cutoff == cutoff))).one_or_none()
     after = None if state is None or state[0] is None else (state[0], state[1] or 0)
     rows = [(sent_at, area, person) for sent_at, _, area, person in
-            await (await session.connection()).execute(_sent(None, after, before))]
+            await (await session.connection()).execute(
+                _sent(None, after, before).limit(UNREAD_MAX + 1))]
+    if len(rows) > UNREAD_MAX:
+        return None
     if not rows:
         return Counter()
     months_of = Months(cutoff, tz)

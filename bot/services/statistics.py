@@ -485,8 +485,14 @@ async def compute(session: AsyncSession, period: Period, root: Area | None, *, n
     async def kept_outreach(session: AsyncSession) -> None:
         """People who were sent at least one awareness message in the period, per row and
         role: the counts the outreach roll-up keeps, with what it has not read yet (see
-        bot/services/outreach.py). Each person is in one row, so rows add up."""
+        bot/services/outreach.py). Each person is in one row, so rows add up. While the
+        roll-up is far behind, counted from the messages themselves (`outreach`)."""
         cutoff = period.first.day  # a standard period starts on the cut-off day
+        unread = await outreach_kept.pending(session, cutoff=cutoff, tz=tz,
+                                             label=period.label, before=end)
+        if unread is None:
+            await outreach(session)
+            return
         counts: Counter[tuple[int, str]] = Counter()
         for top, role, n in await _read(session,
                 select(tree.c.top, ReachCount.role, func.sum(ReachCount.people))
@@ -494,8 +500,6 @@ async def compute(session: AsyncSession, period: Period, root: Area | None, *, n
                 .where(ReachCount.cutoff == cutoff, ReachCount.period == period.label)
                 .group_by(tree.c.top, ReachCount.role)):
             counts[(top, role)] += int(n)
-        unread = await outreach_kept.pending(session, cutoff=cutoff, tz=tz,
-                                             label=period.label, before=end)
         if unread:
             tops_of = dict((await _read(session, select(tree.c.id, tree.c.top).where(
                 tree.c.id.in_(sorted({area for area, _ in unread}))))).all())
@@ -511,9 +515,9 @@ async def compute(session: AsyncSession, period: Period, root: Area | None, *, n
                 total_reach[role] = total_reach.get(role, 0) + n
 
     async def outreach(session: AsyncSession) -> None:
-        """A custom range's people who were sent at least one awareness message in it, per
-        row and role, per row, per role and in all, read off the messages themselves (the
-        roll-up keeps standard periods only; here a person reached in two rows is in both):
+        """People who were sent at least one awareness message in a custom range (or in a
+        period the roll-up is far behind on), per row and role, per row, per role and in
+        all, read off the messages themselves (here a person reached in two rows is in both):
         one statement over the distinct (row, person)
         pairs, which both databases materialise once. Rows that are distinct already are
         counted as they are; the totals across rows take their own distinct (a hash, where
